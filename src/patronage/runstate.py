@@ -1,0 +1,95 @@
+"""Task values: what one task tells the tasks after it, for this job run.
+
+The Delta table ``patronage_task_values`` keyed by (job run id, task key,
+name) is the source of truth: it survives a task-level repair because a
+repair keeps the job run id. Rows are only ever appended (parallel tasks never
+conflict) and the newest row per key wins, so a repaired task simply
+republishes. ``dbutils.jobs.taskValues.set`` is called as well where the
+runtime allows it, so values show in the Jobs UI and ``{{tasks...}}``
+references.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from typing import Any
+
+from pyspark.sql import Window
+from pyspark.sql import functions as F
+
+from patronage import tables as t
+
+log = logging.getLogger(__name__)
+
+MAX_VALUE_BYTES = 48 * 1024
+
+
+class RunState:
+    """Publish and read task values for one job run."""
+
+    def __init__(self, tables: t.Tables, run_id: str, dbutils=None) -> None:
+        self.tables = tables
+        self.run_id = run_id
+        self._dbutils = dbutils
+
+    def publish(self, task_key: str, values: dict[str, Any]) -> None:
+        """Record ``values`` for ``task_key`` (JSON, each at most 48 KiB)."""
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        rows = []
+        for name, value in values.items():
+            encoded = json.dumps(value, default=_json_default, sort_keys=True)
+            if len(encoded.encode()) > MAX_VALUE_BYTES:
+                raise ValueError(f"task value {task_key}.{name} exceeds 48 KiB")
+            rows.append((self.run_id, task_key, name, encoded, now))
+        if not rows:
+            return
+        df = self.tables.spark.createDataFrame(rows, t.TASK_VALUES_SCHEMA)
+        self.tables.append(t.TASK_VALUES, df)
+        self._set_in_databricks(values)
+
+    def _set_in_databricks(self, values: dict[str, Any]) -> None:
+        if self._dbutils is None:
+            return
+        for name, value in values.items():
+            try:
+                self._dbutils.jobs.taskValues.set(
+                    key=name, value=json.loads(json.dumps(value, default=_json_default))
+                )
+            except Exception:  # not available in this task type/runtime
+                log.debug("dbutils task values unavailable; run-state table holds them")
+                return
+
+    def get_all(self) -> dict[str, dict[str, Any]]:
+        """``{task_key: {name: value}}`` for this run, newest value per name."""
+        df = self.tables.read(t.TASK_VALUES).where(F.col("run_id") == self.run_id)
+        w = Window.partitionBy("task_key", "name").orderBy(F.col("recorded_at").desc())
+        rows = (
+            df.withColumn("_rn", F.row_number().over(w))
+            .where(F.col("_rn") == 1)
+            .select("task_key", "name", "value_json")
+            .collect()
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            out.setdefault(r["task_key"], {})[r["name"]] = json.loads(r["value_json"])
+        return out
+
+    def get(self, task_key: str) -> dict[str, Any]:
+        """Values one upstream task published; error if it published none."""
+        values = self.get_all().get(task_key)
+        if not values:
+            raise RuntimeError(
+                f"task '{task_key}' has published no values for run {self.run_id}; "
+                "run or repair it first"
+            )
+        return values
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,113 @@
+"""One way to get a SparkSession, on Databricks and on a laptop.
+
+On Databricks the runtime owns the session and we only borrow it. Locally we
+build ``local[*]`` Spark with Delta, UTC, few shuffle partitions and no UI, and
+keep the local warehouse under the state directory. The local catalog is
+in-memory, so on start every Delta table already under the warehouse is
+registered again: tables survive between processes like a metastore would.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+LOCAL_FLAG = "patronage.local"
+WAREHOUSE_CONF = "spark.sql.warehouse.dir"
+
+
+def on_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def _cache_dir() -> Path:
+    """Where Spark's Ivy keeps the Delta jars (never committed)."""
+    env = os.environ.get("PATRONAGE_JAR_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "patronage" / "ivy"
+
+
+def get_spark(state_dir: str | os.PathLike[str] | None = None):
+    """Return the active session, or build the local Delta session.
+
+    ``state_dir`` only matters for the first local call: it fixes where the
+    warehouse lives (``<state_dir>/warehouse``).
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    if on_databricks():
+        return SparkSession.builder.getOrCreate()
+    return _build_local(Path(state_dir or os.environ.get("PATRONAGE_STATE_DIR", ".patronage")))
+
+
+def _build_local(state_dir: Path):
+    from delta import configure_spark_with_delta_pip
+    from pyspark.sql import SparkSession
+
+    warehouse = (state_dir / "warehouse").resolve()
+    warehouse.mkdir(parents=True, exist_ok=True)
+    tmp = (state_dir / "tmp").resolve()
+    tmp.mkdir(parents=True, exist_ok=True)
+    builder = (
+        SparkSession.builder.master(os.environ.get("PATRONAGE_SPARK_MASTER", "local[*]"))
+        .appName("patronage-local")
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", os.environ.get("PATRONAGE_SHUFFLE_PARTITIONS", "2"))
+        .config("spark.default.parallelism", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.databricks.delta.snapshotPartitions", "2")
+        .config("spark.databricks.delta.properties.defaults.checkpointInterval", "50")
+        .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "2")
+        .config("spark.driver.memory", os.environ.get("PATRONAGE_DRIVER_MEMORY", "4g"))
+        .config("spark.driver.extraJavaOptions", f"-Duser.timezone=UTC -Djava.io.tmpdir={tmp}")
+        .config("spark.local.dir", str(tmp))
+        .config("spark.jars.ivy", str(_cache_dir()))
+        .config(WAREHOUSE_CONF, str(warehouse))
+        .config(LOCAL_FLAG, "true")
+    )
+    spark = configure_spark_with_delta_pip(builder).getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    register_local_tables(spark)
+    return spark
+
+
+def is_local(spark) -> bool:
+    return spark.conf.get(LOCAL_FLAG, "false") == "true"
+
+
+def warehouse_dir(spark) -> Path:
+    raw = spark.conf.get(WAREHOUSE_CONF)
+    return Path(raw.removeprefix("file:"))
+
+
+def register_local_tables(spark) -> int:
+    """Re-register every Delta table found under the local warehouse.
+
+    Layout is ``<warehouse>/<schema>/<table>/_delta_log``; returns the count.
+    """
+    root = warehouse_dir(spark)
+    count = 0
+    if not root.exists():
+        return 0
+    for schema_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        spark.sql(f"CREATE SCHEMA IF NOT EXISTS spark_catalog.`{schema_dir.name}`")
+        for table_dir in sorted(p for p in schema_dir.iterdir() if p.is_dir()):
+            if (table_dir / "_delta_log").is_dir():
+                # Names and paths come from the warehouse layout, not from data.
+                spark.sql(
+                    f"CREATE TABLE IF NOT EXISTS spark_catalog.`{schema_dir.name}`.`{table_dir.name}`"
+                    f" USING DELTA LOCATION '{table_dir.as_posix()}'"
+                )
+                count += 1
+    log.debug("registered %d local Delta tables", count)
+    return count

@@ -1,0 +1,1 @@
+"""One module per job task; each exposes ``run(ctx)`` and a wheel ``main``."""

@@ -1,0 +1,86 @@
+"""The shape every wheel entry point shares.
+
+A stage module defines ``run(ctx) -> dict`` (the values it publishes) and
+``main = entry_point("<task_key>", run)``. ``main`` parses the task
+parameters, gets Spark, runs the stage, publishes its values, and logs counts
+only: never record contents.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from patronage import config, fs, runstate
+from patronage import tables as t
+
+log = logging.getLogger("patronage")
+
+
+@dataclass
+class TaskContext:
+    """What a stage gets: settings, Spark, tables, files and run state."""
+
+    task_key: str
+    settings: config.Settings
+    spark: Any
+
+    @cached_property
+    def tables(self) -> t.Tables:
+        return t.Tables(self.spark, self.settings.catalog, self.settings.schema)
+
+    @cached_property
+    def fs(self) -> fs.FileSystem:
+        return fs.filesystem_for(self.spark)
+
+    @cached_property
+    def state(self) -> runstate.RunState:
+        return runstate.RunState(self.tables, self.settings.run_id, fs.get_dbutils(self.spark))
+
+    def upstream(self, task_key: str) -> dict[str, Any]:
+        return self.state.get(task_key)
+
+
+Stage = Callable[[TaskContext], dict[str, Any]]
+
+
+def configure_logging() -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+    for noisy in ("py4j", "pyspark"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_stage(task_key: str, stage: Stage, argv: Sequence[str], spark=None) -> dict[str, Any]:
+    """Run one stage with parsed settings; publish and return its values."""
+    from patronage.spark import get_spark
+
+    settings = config.settings_from_argv(argv)
+    ctx = TaskContext(task_key, settings, spark or get_spark())
+    started = time.monotonic()
+    log.info("task %s starting (run %s)", task_key, settings.run_id)
+    values = stage(ctx) or {}
+    ctx.state.publish(task_key, values)
+    log.info("task %s done in %.1fs", task_key, time.monotonic() - started)
+    return values
+
+
+def entry_point(task_key: str, stage: Stage) -> Callable[[Sequence[str] | None], None]:
+    """Build the console-script ``main`` for a stage."""
+
+    def main(argv: Sequence[str] | None = None) -> None:
+        configure_logging()
+        run_stage(task_key, stage, sys.argv[1:] if argv is None else argv)
+
+    main.__doc__ = f"Wheel entry point of task '{task_key}'."
+    return main
