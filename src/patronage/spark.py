@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-LOCAL_FLAG = "patronage.local"
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LOCAL_FLAG = "spark.patronage.local"
 WAREHOUSE_CONF = "spark.sql.warehouse.dir"
 
 
@@ -100,9 +102,14 @@ def register_local_tables(spark) -> int:
     if not root.exists():
         return 0
     for schema_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        spark.sql(f"CREATE SCHEMA IF NOT EXISTS spark_catalog.`{schema_dir.name}`")
+        if not _IDENT.match(schema_dir.name):
+            continue
+        spark.sql(
+            f"CREATE SCHEMA IF NOT EXISTS spark_catalog.`{schema_dir.name}`"
+            f" LOCATION '{schema_dir.as_posix()}'"
+        )
         for table_dir in sorted(p for p in schema_dir.iterdir() if p.is_dir()):
-            if (table_dir / "_delta_log").is_dir():
+            if _IDENT.match(table_dir.name) and (table_dir / "_delta_log").is_dir():
                 # Names and paths come from the warehouse layout, not from data.
                 spark.sql(
                     f"CREATE TABLE IF NOT EXISTS spark_catalog.`{schema_dir.name}`.`{table_dir.name}`"

@@ -107,7 +107,17 @@ LEDGER_SCHEMA = _schema(
     ("staged_rows", L),
     ("recorded_at", TS),
 )
-LEDGER_STATUSES = ("discovered", "late", "unreadable", "rejected", "merged", "superseded")
+LEDGER_STATUSES = (
+    "discovered",  # discover chose it for this run
+    "late",  # at or before the window start and never merged: reported, not applied
+    "unreadable",  # matched by name but could not be stat-ed
+    "ingested",  # ingest read it (counts filled); not yet merged
+    "rejected",  # the whole file was refused (bad header, cannot decode): final
+    "merged",  # its changes are in patronage_unified: final
+    "superseded",  # was merged, then a rebuild reset the target
+)
+#: A file whose latest event has one of these is never processed again.
+LEDGER_FINAL_STATUSES = ("merged", "rejected")
 
 # --- rejects / quarantine of bad rows --------------------------------------
 REJECTS = "patronage_rejects"
@@ -222,27 +232,28 @@ class Tables:
         return self.spark.catalog.tableExists(f"{self.catalog}.{self.schema}.{name}")
 
     def ensure_schema(self) -> None:
-        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS `{self.catalog}`.`{self.schema}`")
+        ddl = f"CREATE SCHEMA IF NOT EXISTS `{self.catalog}`.`{self.schema}`"
+        if self._local:
+            ddl += f" LOCATION '{(spark_mod.warehouse_dir(self.spark) / self.schema).as_posix()}'"
+        self.spark.sql(ddl)
 
     def ensure(self, name: str) -> None:
         """Create the table with its declared schema if it does not exist."""
         if self.exists(name):
             return
-        from delta.tables import DeltaTable
-
         spec = SPECS[name]
         self.ensure_schema()
-        builder = DeltaTable.createIfNotExists(self.spark).tableName(
-            f"{self.catalog}.{self.schema}.{name}"
-        ).addColumns(spec.schema)
-        if spec.cluster_by:
-            builder = builder.clusterBy(*spec.cluster_by)
+        # DDL from our own declared schema and names; no data values involved.
+        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in spec.schema.fields)
+        ddl = f"CREATE TABLE IF NOT EXISTS {self.fqn(name)} ({columns}) USING DELTA"
         if spec.partition_by:
-            builder = builder.partitionedBy(*spec.partition_by)
+            ddl += " PARTITIONED BY (" + ", ".join(f"`{c}`" for c in spec.partition_by) + ")"
+        if spec.cluster_by:
+            ddl += " CLUSTER BY (" + ", ".join(f"`{c}`" for c in spec.cluster_by) + ")"
         loc = self.location(name)
         if loc is not None:
-            builder = builder.location(loc)
-        builder.execute()
+            ddl += f" LOCATION '{loc}'"
+        self.spark.sql(ddl)
         log.info("created table %s", name)
 
     def read(self, name: str) -> DataFrame:
@@ -254,13 +265,13 @@ class Tables:
         from delta.tables import DeltaTable
 
         self.ensure(name)
-        return DeltaTable.forName(self.spark, f"{self.catalog}.{self.schema}.{name}")
+        return DeltaTable.forName(self.spark, self.fqn(name))
 
     def append(self, name: str, df: DataFrame) -> None:
         self.ensure(name)
         df.select(*[f.name for f in SPECS[name].schema.fields]).write.format("delta").mode(
             "append"
-        ).saveAsTable(f"{self.catalog}.{self.schema}.{name}")
+        ).saveAsTable(self.fqn(name))
 
     def drop(self, name: str) -> None:
         """Drop the table and its files (destructive: callers confirm first)."""

@@ -46,6 +46,11 @@ class TaskContext:
         return self.state.get(task_key)
 
 
+#: Published by the wrapper for every task, so finalize can tell what happened.
+STATUS_VALUE = "task_status"
+ERROR_VALUE = "task_error"
+DURATION_VALUE = "task_duration_seconds"
+
 Stage = Callable[[TaskContext], dict[str, Any]]
 
 
@@ -69,9 +74,28 @@ def run_stage(task_key: str, stage: Stage, argv: Sequence[str], spark=None) -> d
     ctx = TaskContext(task_key, settings, spark or get_spark())
     started = time.monotonic()
     log.info("task %s starting (run %s)", task_key, settings.run_id)
-    values = stage(ctx) or {}
+    try:
+        values = dict(stage(ctx) or {})
+    except Exception as exc:
+        # Recorded so finalize can name the failing task; the message is ours
+        # (files, rows, rules), cut to its first line, never a data dump.
+        first_line = (str(exc).strip().splitlines() or [""])[0][:500]
+        try:
+            ctx.state.publish(
+                task_key,
+                {
+                    STATUS_VALUE: "FAILED",
+                    ERROR_VALUE: f"{type(exc).__name__}: {first_line}",
+                    DURATION_VALUE: round(time.monotonic() - started, 3),
+                },
+            )
+        except Exception:
+            log.exception("could not record the failure of task %s", task_key)
+        raise
+    values[STATUS_VALUE] = "SUCCESS"
+    values[DURATION_VALUE] = round(time.monotonic() - started, 3)
     ctx.state.publish(task_key, values)
-    log.info("task %s done in %.1fs", task_key, time.monotonic() - started)
+    log.info("task %s done in %.1fs", task_key, values[DURATION_VALUE])
     return values
 
 
