@@ -1,0 +1,26 @@
+# The two set-up commands of the README. Each one installs what it needs
+# (a virtualenv under .venv with the pinned packages) on a fresh machine with
+# Python 3.11 and Java 17; Spark fetches the Delta jars on first use.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: run test install lint
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/patronage run $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests
+
+test: lint
+	$(VENV)/bin/pytest $(ARGS)

@@ -1,0 +1,167 @@
+"""discover: fix the run's facts once (SPEC §5, §9 gates).
+
+Every later task, and every repair of this run, reads these facts from the
+run state instead of recomputing them, so the whole run agrees on its date,
+windows, files and which scheduled tasks are due. The chosen files go to the
+file ledger, not into task values (they can be many).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from pyspark.sql import Window as W
+from pyspark.sql import functions as F
+
+from patronage import rules
+from patronage import tables as t
+from patronage.config import ConfigError
+from patronage.fs import FileInfo, FileSystemError
+from patronage.task import TaskContext, entry_point
+
+log = logging.getLogger(__name__)
+
+PUBLISHES = (
+    "run_date",
+    "processing_mode",
+    "scd_window_start",
+    "scd_window_end",
+    "cg_window_start",
+    "cg_window_end",
+    "scd_files",
+    "cg_files",
+    "late_files",
+    "unreadable_files",
+    "edipi_backfill_due",
+    "dmdc_export_due",
+    "backup_due",
+)
+
+_SOURCE_DIR_SETTING = {rules.SCD: "inbound_scd_dir", rules.CG: "inbound_cg_dir"}
+#: Events discover owns for its run; a re-run of discover replaces them.
+_DISCOVERY_STATUSES = ("discovered", "late", "unreadable")
+
+
+def require_rebuild_confirmation(mode: str, confirm: str) -> None:
+    """Rebuild is destructive: it must name the target table explicitly."""
+    if mode == rules.REBUILD and confirm != rules.TARGET_TABLE:
+        raise ConfigError(
+            "processing_mode=rebuild drops and reloads the target table; set the job parameter "
+            f"confirm_rebuild={rules.TARGET_TABLE} to confirm (got {confirm!r}). Nothing was changed."
+        )
+
+
+def newest_loaded(target) -> dict[str, dt.datetime]:
+    """Newest SDP_Event_Created_Timestamp per Batch_CD already in the target."""
+    rows = (
+        target.groupBy("Batch_CD")
+        .agg(F.max("SDP_Event_Created_Timestamp").alias("newest"))
+        .collect()
+    )
+    return {r["Batch_CD"]: r["newest"] for r in rows if r["newest"] is not None}
+
+
+def latest_ledger_status(ledger) -> dict[rules.FileKey, str]:
+    """The latest event's status for each file identity (path, size, mtime)."""
+    w = W.partitionBy("path", "size", "modification_time").orderBy(F.col("recorded_at").desc())
+    rows = (
+        ledger.withColumn("_rn", F.row_number().over(w))
+        .where("_rn = 1")
+        .select("path", "size", "modification_time", "status")
+        .collect()
+    )
+    return {(r["path"], r["size"], r["modification_time"]): r["status"] for r in rows}
+
+
+def list_source(ctx: TaskContext, source: str) -> list[FileInfo]:
+    setting = _SOURCE_DIR_SETTING[source]
+    directory = getattr(ctx.settings, setting)
+    try:
+        return ctx.fs.list_files(directory)
+    except FileSystemError as exc:
+        raise FileSystemError(f"setting '{setting}': {exc}") from None
+
+
+def ledger_events(
+    run_id: str, mode: str, source: str, found: rules.Discovery, now: dt.datetime
+) -> list[tuple]:
+    """Rows for the ledger: discovered (with file order), late and unreadable."""
+
+    def row(info: FileInfo, status: str, reason: str | None, order: int | None) -> tuple:
+        return (
+            info.path, info.name, source, info.size, info.modification_time, run_id, mode,
+            status, reason, order, None, None, None, None, now,
+        )
+
+    out = [row(f, "discovered", None, i) for i, f in enumerate(found.chosen, start=1)]
+    w = found.window
+    out += [
+        row(f, "late", f"modification time at or before the window start {w.start}; not applied",
+            None)
+        for f in found.late
+    ]
+    out += [row(f, "unreadable", "file could not be stat-ed (size/modification time)", None)
+            for f in found.unreadable]
+    return out
+
+
+def run(ctx: TaskContext) -> dict[str, Any]:
+    s = ctx.settings
+    require_rebuild_confirmation(s.processing_mode, s.confirm_rebuild)
+    run_date = s.effective_run_date()
+    listings = {src: list_source(ctx, src) for src in rules.SOURCES}
+
+    newest = (
+        {} if s.processing_mode == rules.REBUILD
+        else newest_loaded(ctx.tables.read(t.PATRONAGE_UNIFIED))
+    )
+    ledger = ctx.tables.delta(t.FILE_LEDGER)
+    status = latest_ledger_status(ledger.toDF())
+
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    found: dict[str, rules.Discovery] = {}
+    events: list[tuple] = []
+    for src in rules.SOURCES:
+        window = rules.window_for(src, s.processing_mode, run_date, newest.get(src))
+        found[src] = rules.decide(src, s.processing_mode, window, listings[src], status)
+        events += ledger_events(s.run_id, s.processing_mode, src, found[src], now)
+        f = found[src]
+        log.info(
+            "%s window %s -> %s: %d file(s) to process, %d already processed, %d waiting",
+            src, window.start, window.end, len(f.chosen), len(f.already_processed), len(f.waiting),
+        )
+        for info in f.late:
+            log.warning("%s LATE file not applied (at or before window start): %s", src, info.name)
+        for info in f.unreadable:
+            log.warning("%s file could not be stat-ed: %s", src, info.name)
+
+    # A repaired discover replaces what an earlier attempt of this run recorded.
+    ledger.delete(
+        (F.col("run_id") == s.run_id) & F.col("status").isin(*_DISCOVERY_STATUSES)
+    )
+    if events:
+        ctx.tables.append(t.FILE_LEDGER, ctx.spark.createDataFrame(events, t.LEDGER_SCHEMA))
+
+    def ts(value: dt.datetime) -> str:
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+
+    return {
+        "run_date": run_date.isoformat(),
+        "processing_mode": s.processing_mode,
+        "scd_window_start": ts(found[rules.SCD].window.start),
+        "scd_window_end": ts(found[rules.SCD].window.end),
+        "cg_window_start": ts(found[rules.CG].window.start),
+        "cg_window_end": ts(found[rules.CG].window.end),
+        "scd_files": len(found[rules.SCD].chosen),
+        "cg_files": len(found[rules.CG].chosen),
+        "late_files": sum(len(f.late) for f in found.values()),
+        "unreadable_files": sum(len(f.unreadable) for f in found.values()),
+        "edipi_backfill_due": s.force_edipi_backfill or rules.edipi_backfill_due(run_date),
+        "dmdc_export_due": s.force_dmdc_export or rules.dmdc_export_due(run_date),
+        "backup_due": s.force_backup or rules.backup_due(run_date),
+    }
+
+
+main = entry_point("discover", run)

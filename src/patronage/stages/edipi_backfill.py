@@ -1,0 +1,150 @@
+"""Task ``edipi_backfill``: the monthly lagged-EDIPI file and in-place update (SPEC §9.2).
+
+Candidates are active rows with no edipi whose ICN now has one in the lookup.
+The DMDC-eligible ones go to ``LAGGED_EDIPI_PATRONAGE_<date>.txt`` (written
+atomically, first), then one MERGE sets ``edipi`` on every candidate row in
+place. Only ``edipi`` changes: not ``RecordLastUpdated``, ``sentToDoD``,
+``change_log`` or the status, because this is not a new version of the
+person's eligibility (SPEC: no new version) and ``RecordLastUpdated`` stays
+the date of the version's source timestamp. The Delta commit (userMetadata
+``patronage-edipi-backfill:<run_id>``) and the lagged file are the audit trail.
+
+Idempotent: after success there are no candidates, so a rerun writes and
+updates nothing and leaves the file alone. A crash between file and MERGE is
+repaired by rewriting the same records. Should a rerun of the same run date
+find new candidates while the day's file exists, the file becomes the union of
+its records and the new ones, so nothing already written is lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from patronage import config
+from patronage import dmdc_format as fmt
+from patronage import tables as t
+from patronage.stages.dmdc_export import due_flag
+from patronage.task import TaskContext, entry_point
+
+log = logging.getLogger(__name__)
+
+PUBLISHES: tuple[str, ...] = (
+    "triggered",
+    "reason",
+    "candidates",
+    "eligible_written",
+    "rows_updated",
+    "filename",
+)
+
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+LOOKUP_EDIPI = "_lookup_edipi"
+ELIGIBLE = "_eligible"
+
+
+def resolvable_edipis(lookup: DataFrame) -> DataFrame:
+    """(MVIPersonICN, _lookup_edipi): ICNs with exactly one non-null edipi.
+
+    The lookup holds one row per ICN; should it ever hold two different edipis
+    for one ICN, that ICN is left alone rather than guessed (and the MERGE
+    would refuse two source rows for one target row anyway).
+    """
+    return (
+        lookup.where(F.col("MVIPersonICN").isNotNull() & F.col("edipi").isNotNull())
+        .groupBy("MVIPersonICN")
+        .agg(F.min("edipi").alias(LOOKUP_EDIPI), F.countDistinct("edipi").alias("_n"))
+        .where(F.col("_n") == 1)
+        .drop("_n")
+    )
+
+
+def backfill_candidates(target: DataFrame, lookup: DataFrame, run_date: dt.date) -> DataFrame:
+    """Candidate rows as records (lookup edipi first) plus their DMDC eligibility."""
+    active_without_edipi = target.where(
+        (F.col("RecordStatus") == F.lit(True)) & F.col("edipi").isNull() & F.col("ICN").isNotNull()
+    )
+    joined = active_without_edipi.join(
+        resolvable_edipis(lookup), F.col("ICN") == F.col("MVIPersonICN"), "inner"
+    )
+    return joined.select(
+        F.col(LOOKUP_EDIPI).alias("edipi"),
+        *fmt.RECORD_COLUMNS[1:],
+        fmt.eligible(run_date).alias(ELIGIBLE),
+    )
+
+
+def set_edipi_in_place(ctx: TaskContext, lookup: DataFrame) -> int:
+    """One MERGE: edipi from the lookup onto active rows without one; rows updated."""
+    target = ctx.tables.delta(t.PATRONAGE_UNIFIED)
+    ctx.spark.conf.set(USER_METADATA_CONF, f"patronage-edipi-backfill:{ctx.settings.run_id}")
+    try:
+        metrics = (
+            target.alias("t")
+            .merge(
+                resolvable_edipis(lookup).alias("s"),
+                "t.ICN = s.MVIPersonICN AND t.RecordStatus = true AND t.edipi IS NULL",
+            )
+            .whenMatchedUpdate(set={"edipi": f"s.{LOOKUP_EDIPI}"})
+            .execute()
+            .collect()
+        )
+    finally:
+        ctx.spark.conf.unset(USER_METADATA_CONF)
+    if metrics and "num_updated_rows" in metrics[0].asDict():
+        return int(metrics[0]["num_updated_rows"])
+    return -1
+
+
+def run(ctx: TaskContext) -> dict[str, Any]:
+    facts = ctx.upstream("discover")
+    run_date = config.parse_date("run_date", str(facts["run_date"]))
+    filename = fmt.lagged_filename(run_date)
+    path = ctx.settings.export_dir.rstrip("/") + "/" + filename
+    values: dict[str, Any] = {
+        "triggered": False,
+        "reason": "not due",
+        "candidates": 0,
+        "eligible_written": 0,
+        "rows_updated": 0,
+        "filename": None,
+    }
+    if not due_flag(facts.get("edipi_backfill_due")):
+        log.info("EDIPI backfill not due for %s", run_date)
+        return values
+    values["triggered"] = True
+
+    lookup = ctx.tables.read(t.CORRELATION_LOOKUP)
+    rows = backfill_candidates(ctx.tables.read(t.PATRONAGE_UNIFIED), lookup, run_date).collect()
+    values["candidates"] = len(rows)
+    if not rows:
+        kept = ctx.fs.exists(path)
+        log.info("EDIPI backfill: no candidates%s", f"; {filename} left as it is" if kept else "")
+        values.update(reason="no candidates", filename=filename if kept else None)
+        return values
+
+    eligible = [tuple(r)[: len(fmt.RECORD_COLUMNS)] for r in rows if r[ELIGIBLE]]
+    if eligible:
+        records = fmt.format_records(eligible)
+        if ctx.fs.exists(path):
+            before = fmt.parse_records(ctx.fs.read_bytes(path), filename)
+            records = fmt.union_records(before, records)
+            log.warning("EDIPI backfill: %s exists (%d records); writing the union, %d records",
+                        filename, len(before), len(records))
+        ctx.fs.write_atomic(path, fmt.file_content(records))
+        values["filename"] = filename
+        log.info("wrote %s with %d records", filename, len(records))
+    values["eligible_written"] = len(eligible)
+
+    values["rows_updated"] = set_edipi_in_place(ctx, lookup)
+    values["reason"] = "backfilled"
+    log.info("EDIPI backfill: %d candidates, %d eligible written, %d rows updated",
+             len(rows), len(eligible), values["rows_updated"])
+    return values
+
+
+main = entry_point("edipi_backfill", run)

@@ -1,0 +1,267 @@
+"""Task ``merge``: apply the run's staged versions to patronage_unified (SPEC §8, §11).
+
+One Delta MERGE per run expires the active rows and inserts every new version
+(intermediate versions already expired), so expire and insert commit together.
+The commit carries ``patronage-merge:<run_id>`` as userMetadata: a merge that
+finds its marker in the target's history has already happened and leaves the
+target alone (repairs and reruns are no-ops), but still completes the ledger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from patronage import scd2
+from patronage import tables as t
+from patronage.task import TaskContext, entry_point
+
+log = logging.getLogger(__name__)
+
+TARGET = t.PATRONAGE_UNIFIED
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+SOURCES = (scd2.SCD, scd2.CG)
+
+PUBLISHES: tuple[str, ...] = (
+    "new_scd",
+    "new_cg",
+    "updated_scd",
+    "updated_cg",
+    "expired_scd",
+    "expired_cg",
+    "unchanged_scd",
+    "unchanged_cg",
+    "active_scd",
+    "active_cg",
+    "staged_rows",
+    "target_version",
+    "merged",
+    "superseded_files",
+    "merged_files",
+)
+
+
+class RebuildNotConfirmed(RuntimeError):
+    """Rebuild drops the target: it runs only when confirm_rebuild names it."""
+
+
+def merge_marker(run_id: str) -> str:
+    return f"patronage-merge:{run_id}"
+
+
+def already_merged(tables: t.Tables, run_id: str) -> bool:
+    """True when the target's history holds this run's MERGE commit."""
+    if not tables.exists(TARGET):
+        return False
+    hist = tables.delta(TARGET).history().where(F.col("userMetadata") == merge_marker(run_id))
+    return not hist.isEmpty()
+
+
+def check_rebuild_confirmed(processing_mode: str, confirm_rebuild: str) -> None:
+    if processing_mode == "rebuild" and confirm_rebuild != TARGET:
+        raise RebuildNotConfirmed(
+            f"processing_mode=rebuild drops {TARGET}: set confirm_rebuild={TARGET} to confirm"
+        )
+
+
+# --- ledger ------------------------------------------------------------------
+_FILE_ID = ("path", "size", "modification_time")
+
+
+def latest_ledger_events(ledger: DataFrame) -> DataFrame:
+    """The state of each file: its latest event by recorded_at."""
+    w = Window.partitionBy(*_FILE_ID).orderBy(F.col("recorded_at").desc())
+    return ledger.withColumn("_rn", F.row_number().over(w)).where(F.col("_rn") == 1).drop("_rn")
+
+
+def events_to_mark_merged(ledger: DataFrame, run_id: str) -> DataFrame:
+    """This run's ingested files whose latest event is still that ``ingested`` event."""
+    latest = latest_ledger_events(ledger)
+    return latest.where((F.col("status") == "ingested") & (F.col("run_id") == run_id))
+
+
+def events_to_supersede(ledger: DataFrame) -> DataFrame:
+    """Files whose changes are in the target a rebuild is about to drop."""
+    return latest_ledger_events(ledger).where(F.col("status") == "merged")
+
+
+def restamp(
+    events: DataFrame, status: str, run_id: str, mode: str, reason: str | None
+) -> DataFrame:
+    """Copy file identity and counts into a new event of this run."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return (
+        events.withColumn("status", F.lit(status))
+        .withColumn("run_id", F.lit(run_id))
+        .withColumn("processing_mode", F.lit(mode))
+        .withColumn("reason", F.lit(reason).cast("string"))
+        .withColumn("recorded_at", F.lit(now).cast("timestamp"))
+        .select(*t.LEDGER_SCHEMA.fieldNames())
+    )
+
+
+def _append_events(tables: t.Tables, events: DataFrame) -> int:
+    rows = events.collect()  # one row per file: small
+    if rows:
+        tables.append(t.FILE_LEDGER, tables.spark.createDataFrame(rows, t.LEDGER_SCHEMA))
+    return len(rows)
+
+
+# --- the stage ---------------------------------------------------------------
+def read_staged(tables: t.Tables, run_id: str) -> DataFrame:
+    """The run's versions of both sources (target columns + file_order)."""
+    cols = [*t.TARGET_COLUMNS, "file_order"]
+    parts = [
+        tables.read(name).where(F.col("run_id") == run_id).select(*cols)
+        for name in (t.STAGING_CG, t.STAGING_SCD)
+    ]
+    return parts[0].unionByName(parts[1])
+
+
+def reset_target(tables: t.Tables, run_id: str, mode: str) -> int:
+    """Rebuild: mark merged files superseded, then drop and recreate the target."""
+    superseded = _append_events(
+        tables,
+        restamp(
+            events_to_supersede(tables.read(t.FILE_LEDGER)), "superseded", run_id, mode, "rebuild"
+        ),
+    )
+    tables.drop(TARGET)
+    tables.ensure(TARGET)
+    log.warning("rebuild: %s reset; %d merged files marked superseded", TARGET, superseded)
+    return superseded
+
+
+def apply_merge(tables: t.Tables, planned: DataFrame, run_id: str) -> dict[str, int]:
+    """The single MERGE of the run, tagged with the run's marker; returns its metrics."""
+    spark = tables.spark
+    target = tables.delta(TARGET)
+    source = scd2.merge_source(planned)
+    spark.conf.set(USER_METADATA_CONF, merge_marker(run_id))
+    try:
+        (
+            target.alias("t")
+            .merge(source.alias("s"), scd2.merge_condition("t", "s"))
+            .whenMatchedUpdate(set=scd2.expire_assignments("s"))
+            .whenNotMatchedInsert(
+                condition=F.col(f"s.{scd2.MERGE_KEY}").isNull(), values=scd2.insert_values("s")
+            )
+            .execute()
+        )
+    finally:
+        spark.conf.unset(USER_METADATA_CONF)
+    commit = (
+        target.history()
+        .where(F.col("userMetadata") == merge_marker(run_id))
+        .select("operationMetrics")
+        .first()
+    )
+    metrics = dict(commit["operationMetrics"] or {}) if commit else {}
+    return {k: int(v) for k, v in metrics.items() if str(v).isdigit()}
+
+
+def _unchanged(ctx: TaskContext) -> dict[str, int]:
+    """Valid rows that produced no version, from the ingest tasks' values when present."""
+    out: dict[str, int] = {}
+    try:
+        values = ctx.state.get_all()
+    except Exception:  # run state unreadable: the counts are informative only
+        log.warning("run state unavailable; unchanged row counts omitted")
+        return out
+    for source, task_key in ((scd2.SCD, "ingest_scd"), (scd2.CG, "ingest_cg")):
+        v = values.get(task_key, {})
+        valid, staged = v.get("valid_rows"), v.get("staged_rows")
+        if isinstance(valid, int) and isinstance(staged, int):
+            out[f"unchanged_{source.lower()}"] = max(valid - staged, 0)
+    return out
+
+
+def run(ctx: TaskContext) -> dict[str, Any]:
+    s = ctx.settings
+    tables = ctx.tables
+    mode = s.processing_mode
+    check_rebuild_confirmed(mode, s.confirm_rebuild)
+
+    done_before = already_merged(tables, s.run_id)
+    superseded = 0
+    if mode == "rebuild" and not done_before:
+        superseded = reset_target(tables, s.run_id, mode)
+
+    planned = scd2.plan_versions(read_staged(tables, s.run_id)).cache()
+    try:
+        counts = {r["Batch_CD"]: r for r in scd2.plan_counts(planned).collect()}
+        staged_rows = sum(int(r["rows"]) for r in counts.values())
+        changed = False
+        if done_before:
+            log.info("run %s already merged into %s: target left unchanged", s.run_id, TARGET)
+        elif staged_rows == 0:
+            log.info("run %s staged no versions: no MERGE", s.run_id)
+        else:
+            metrics = apply_merge(tables, planned, s.run_id)
+            expected = sum(int(r["expires_active"]) for r in counts.values())
+            updated = metrics.get("numTargetRowsUpdated", 0)
+            inserted = metrics.get("numTargetRowsInserted", 0)
+            if updated != expected or inserted != staged_rows:
+                # Ingest said otherwise about which keys were active: the MERGE
+                # still kept one active row per key; flag the difference loudly.
+                log.warning(
+                    "merge expired %d active rows (ingest expected %d), inserted %d of %d",
+                    updated,
+                    expected,
+                    inserted,
+                    staged_rows,
+                )
+            changed = updated + inserted > 0
+            log.info("merged run %s: %d rows inserted, %d expired", s.run_id, inserted, updated)
+    finally:
+        planned.unpersist()
+
+    if changed:
+        tables.spark.sql(f"OPTIMIZE {tables.fqn(TARGET)}")
+
+    merged_files = _append_events(
+        tables,
+        restamp(
+            events_to_mark_merged(tables.read(t.FILE_LEDGER), s.run_id),
+            "merged",
+            s.run_id,
+            mode,
+            None,
+        ),
+    )
+
+    active = {
+        r["Batch_CD"]: int(r["n"])
+        for r in tables.read(TARGET)
+        .where(F.col("RecordStatus"))
+        .groupBy("Batch_CD")
+        .agg(F.count(F.lit(1)).alias("n"))
+        .collect()
+    }
+    values: dict[str, Any] = {}
+    for source in SOURCES:
+        low = source.lower()
+        row = counts.get(source)
+        for name in ("new", "updated", "expired"):
+            values[f"{name}_{low}"] = int(row[name]) if row is not None else 0
+        values[f"active_{low}"] = active.get(source, 0)
+    values.update(_unchanged(ctx))
+    values.update(
+        staged_rows=staged_rows,
+        target_version=tables.version(TARGET),
+        merged=not done_before,
+        superseded_files=superseded,
+        merged_files=merged_files,
+    )
+    log.info(
+        "merge values: %s",
+        {k: v for k, v in values.items() if isinstance(v, int | bool)},
+    )
+    return values
+
+
+main = entry_point("merge", run)
