@@ -95,9 +95,7 @@ def set_edipi_in_place(ctx: TaskContext, lookup: DataFrame) -> int:
         )
     finally:
         ctx.spark.conf.unset(USER_METADATA_CONF)
-    if metrics and "num_updated_rows" in metrics[0].asDict():
-        return int(metrics[0]["num_updated_rows"])
-    return -1
+    return int(metrics[0]["num_updated_rows"])
 
 
 def run(ctx: TaskContext) -> dict[str, Any]:
@@ -131,13 +129,19 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     if eligible:
         records = fmt.format_records(eligible)
         if ctx.fs.exists(path):
+            # A repair after a crash before the MERGE finds the same records;
+            # anything else is kept too, so nothing already written is lost.
             before = fmt.parse_records(ctx.fs.read_bytes(path), filename)
-            records = fmt.union_records(before, records)
-            log.warning("EDIPI backfill: %s exists (%d records); writing the union, %d records",
-                        filename, len(before), len(records))
+            union = fmt.union_records(before, records)
+            if union != records:
+                log.warning("EDIPI backfill: %s exists with other records; writing the union "
+                            "(%d records before, %d after)", filename, len(before), len(union))
+            records = union
         ctx.fs.write_atomic(path, fmt.file_content(records))
         values["filename"] = filename
         log.info("wrote %s with %d records", filename, len(records))
+    elif ctx.fs.exists(path):
+        values["filename"] = filename  # from an earlier attempt: left as it is
     values["eligible_written"] = len(eligible)
 
     values["rows_updated"] = set_edipi_in_place(ctx, lookup)
