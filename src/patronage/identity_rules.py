@@ -172,7 +172,7 @@ def quarantine(flagged: DataFrame, run_date: dt.date) -> DataFrame:
 
 
 def lookup(flagged: DataFrame, person: DataFrame) -> DataFrame:
-    """Rule 5: one row per ICN with an unambiguous correlation, columns of ``correlation_lookup``."""
+    """Rule 5: ``correlation_lookup`` rows, one per ICN with an unambiguous correlation."""
     clean = F.col("ambiguity").isNull()
     per_icn = flagged.groupBy(ICN).agg(
         *[

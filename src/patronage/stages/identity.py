@@ -106,8 +106,9 @@ def run(ctx: TaskContext) -> dict[str, Any]:
             previous["run_date"],
             run_date,
         )
-        return _values(previous["lookup_rows"], previous["quarantined_rows"], False,
-                       previous["run_date"])
+        return _values(
+            previous["lookup_rows"], previous["quarantined_rows"], False, previous["run_date"]
+        )
 
     psa, person, institution = [read_source(ctx, s) for s in SOURCE_SETTINGS]
     lookup, quarantine = rules.build(psa, person, institution, run_date)
