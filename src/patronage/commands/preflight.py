@@ -1,0 +1,169 @@
+"""``patronage preflight``: the runbook's preflight checks (section 1) in one go.
+
+Against the chosen ``--target``: settings resolve, the export directory (and
+the backup directory) is writable (a probe file is written, read back and
+removed), and ``dmdc_checkpoint``, ``patronage_unified`` and
+``patronage_pipeline_log`` are readable, or absent and creatable (a probe
+table is created and dropped in the schema, which the first run would create
+anyway). One PASS/FAIL line per check; the exit status is 1 when any fails.
+Only counts and timestamps are printed, never record contents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pyspark.sql import functions as F
+
+from patronage import config, fs
+from patronage import spark as spark_mod
+from patronage import tables as t
+
+PASS = "PASS"
+FAIL = "FAIL"
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{PASS if self.ok else FAIL}  {self.name}: {self.detail}"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "preflight",
+        help="check settings, export directory and tables before a production run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.set_defaults(func=main)
+
+
+def _guard(name: str, check: Callable[[], str]) -> Result:
+    """Run one check; any exception is that check's FAIL, the others still run."""
+    try:
+        return Result(name, True, check())
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        return Result(name, False, f"{type(exc).__name__}: {first}")
+
+
+def probe_directory(filesystem: fs.FileSystem, directory: str) -> str:
+    """Create the directory, write a probe, read it back, remove it."""
+    filesystem.mkdirs(directory)
+    probe = directory.rstrip("/") + f"/_write_probe_{uuid.uuid4().hex}.txt"
+    payload = b"ok\n"
+    filesystem.write_atomic(probe, payload)
+    try:
+        if filesystem.read_bytes(probe) != payload:
+            raise OSError(f"probe file {probe} read back different content")
+    finally:
+        filesystem.delete(probe)
+    if filesystem.exists(probe):
+        raise OSError(f"probe file {probe} could not be removed")
+    return f"{directory} is writable (probe written and removed)"
+
+
+def probe_create(tables: t.Tables) -> str:
+    """Prove an absent table could be created: create and drop a probe table."""
+    name = f"_preflight_probe_{uuid.uuid4().hex[:12]}"
+    tables.ensure_schema()
+    ddl = f"CREATE TABLE {tables.fqn(name)} (probe string) USING DELTA"
+    if spark_mod.is_local(tables.spark):
+        location = spark_mod.warehouse_dir(tables.spark) / tables.schema / name
+        ddl += f" LOCATION '{location.as_posix()}'"
+    tables.spark.sql(ddl)
+    tables.drop(name)
+    return "absent; will be created on the first run (create permission probed)"
+
+
+def _table_check(
+    tables: t.Tables, name: str, summary: Callable[[Any], str], creatable: Callable[[], str]
+) -> Callable[[], str]:
+    def check() -> str:
+        if not tables.exists(name):
+            return creatable()
+        return summary(tables.spark.table(tables.fqn(name)))
+
+    return check
+
+
+def _once(fn: Callable[[], str]) -> Callable[[], str]:
+    """One create probe serves every absent table (same schema, same rights)."""
+    memo: list[str] = []
+
+    def wrapper() -> str:
+        if not memo:
+            memo.append(fn())
+        return memo[0]
+
+    return wrapper
+
+
+def _checkpoint_summary(df) -> str:
+    r = df.agg(
+        F.max("checkpoint_timestamp").alias("last"), F.count(F.lit(1)).alias("n")
+    ).collect()[0]
+    return f"readable: {r['n']} rows, last checkpoint {r['last']}"
+
+
+def _target_summary(df) -> str:
+    r = df.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(F.when(F.col("RecordStatus"), 1).otherwise(0)).alias("active"),
+    ).collect()[0]
+    return f"readable: {r['n']} rows, {r['active'] or 0} active"
+
+
+def _log_summary(df) -> str:
+    r = df.agg(F.count(F.lit(1)).alias("n"), F.max("run_timestamp_utc").alias("last")).collect()[0]
+    return f"readable: {r['n']} rows, last run {r['last']}"
+
+
+def run_checks(settings: config.Settings, spark) -> list[Result]:
+    """Every check after settings resolved, in the runbook's order."""
+    tables = t.Tables(spark, settings.catalog, settings.schema)
+    filesystem = fs.filesystem_for(spark)
+    creatable = _once(lambda: probe_create(tables))
+    return [
+        Result(
+            "settings",
+            True,
+            f"{settings.catalog}.{settings.schema}; export_dir {settings.export_dir}; "
+            f"backup_dir {settings.backup_dir}; checkpoint table {t.DMDC_CHECKPOINT}",
+        ),
+        _guard("export directory", lambda: probe_directory(filesystem, settings.export_dir)),
+        _guard("backup directory", lambda: probe_directory(filesystem, settings.backup_dir)),
+        *(
+            _guard(name, _table_check(tables, name, summary, creatable))
+            for name, summary in (
+                (t.DMDC_CHECKPOINT, _checkpoint_summary),
+                (t.PATRONAGE_UNIFIED, _target_summary),
+                (t.PIPELINE_LOG, _log_summary),
+            )
+        ),
+    ]
+
+
+def main(args: argparse.Namespace) -> int:
+    from patronage import runner
+
+    try:
+        settings, spark = runner.resolve_settings(args, run_id="preflight")
+    except Exception as exc:
+        print(Result("settings", False, f"{type(exc).__name__}: {exc}").line())
+        return 1
+    results = run_checks(settings, spark)
+    for r in results:
+        print(r.line())
+    failed = [r.name for r in results if not r.ok]
+    print(f"preflight: {'FAIL (' + ', '.join(failed) + ')' if failed else 'PASS'}")
+    return 1 if failed else 0
