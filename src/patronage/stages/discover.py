@@ -143,6 +143,9 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     )
     if events:
         ctx.tables.append(t.FILE_LEDGER, ctx.spark.createDataFrame(events, t.LEDGER_SCHEMA))
+    # Create what the parallel ingest tasks write, so they never race to create it.
+    for name in (t.REJECTS, t.STAGING_SCD, t.STAGING_CG):
+        ctx.tables.ensure(name)
 
     def ts(value: dt.datetime) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,311 @@
+"""Stage ``ingest_cg``: the CG seed (rebuild) and the run's CG files -> staged versions (SPEC §7).
+
+The seed is the run's file_order 0, then the files in order; each key's rows
+are compared with the state the previous file left (the active row first).
+An unchanged row leaves the state equal to its own values, so the state before
+a file is simply the key's previous row in the run, else its active row.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from patronage import change_log as cl
+from patronage import ingest_common as ic
+from patronage import rules
+from patronage import tables as t
+from patronage.task import TaskContext, entry_point
+
+log = logging.getLogger(__name__)
+
+SOURCE = "CG"
+COLUMNS = (
+    "Discharge_Revocation_Date__c",
+    "Caregiver_Status__c",
+    "CreatedById",
+    "Dispositioned_Date__c",
+    "CARMA_Case_ID__c",
+    "Applicant_Type__c",
+    "CreatedDate",
+    "Veteran_ICN__c",
+    "Benefits_End_Date__c",
+    "Caregiver_Id__c",
+    "CARMA_Case_Number__c",
+    "Caregiver_ICN__c",
+)
+SEED_COLUMNS = (
+    "ICN",
+    "Veteran_ICN",
+    "Applicant_Type",
+    "Caregiver_Status",
+    "Status_Begin_Date",
+    "Status_Termination_Date",
+)
+PUBLISHES: tuple[str, ...] = (*ic.COMMON_PUBLISHES, "seed_staged_rows")
+
+KEY = ("ICN", "Veteran_ICN", "Applicant_Type")
+#: SPEC §7.5 tracked columns, in change_log order.
+TRACKED = ("Status_Begin_Date", "Status_Termination_Date", "Applicant_Type", "Caregiver_Status")
+CREATED = "_created"
+SEED_ORDER = 0
+
+_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+#: yyyy-MM-dd HH:mm:ss or yyyy-MM-ddTHH:mm:ss, optional fraction, optional zone.
+_TIMESTAMP = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$"
+)
+
+
+def iso_timestamp(value: Column) -> Column:
+    """SPEC §2.2 CreatedDate: ISO-8601, UTC when it has no zone (session time zone is UTC)."""
+    return F.when(value.rlike(_TIMESTAMP), value.try_cast("timestamp"))
+
+
+def _ten(c: Column) -> Column:
+    return F.substring(c, 1, 10)
+
+
+def validate_file_rows(rows: DataFrame) -> DataFrame:
+    """SPEC §7.1 row rules and §7.3 mapping to target columns."""
+    created = F.col("CreatedDate")
+    disp, ends = F.col("Dispositioned_Date__c"), F.col("Benefits_End_Date__c")
+    created_ts = iso_timestamp(created)
+    disp_d = ic.strict_date(disp, _DATE, "yyyy-MM-dd")
+    ends_d = ic.strict_date(ends, _DATE, "yyyy-MM-dd")
+    code, rule = ic.first_failure(
+        [
+            (F.col(ic.EXTRA), ic.MALFORMED_ROW, "the line has more fields than the header"),
+            (
+                F.col("Caregiver_ICN__c").isNull(),
+                ic.MISSING_KEY,
+                "Caregiver_ICN__c is empty (SPEC 7.1)",
+            ),
+            (
+                created.isNotNull() & created_ts.isNull(),
+                ic.BAD_DATE,
+                "CreatedDate is not an ISO-8601 timestamp (SPEC 7.1)",
+            ),
+            (
+                disp.isNotNull() & disp_d.isNull(),
+                ic.BAD_DATE,
+                "Dispositioned_Date__c is not a date yyyy-MM-dd (SPEC 7.1)",
+            ),
+            (
+                ends.isNotNull() & ends_d.isNull(),
+                ic.BAD_DATE,
+                "Benefits_End_Date__c is not a date yyyy-MM-dd (SPEC 7.1)",
+            ),
+        ]
+    )
+    return rows.select(
+        ic.FILE_ORDER,
+        ic.PATH,
+        ic.FILE_TS,
+        ic.ROW_NUMBER,
+        ic.RAW_ROW,
+        code.alias(ic.REASON),
+        rule.alias(ic.RULE),
+        _ten(F.col("Caregiver_ICN__c")).alias("ICN"),
+        _ten(F.col("Veteran_ICN__c")).alias("Veteran_ICN"),
+        F.col("Applicant_Type__c").alias("Applicant_Type"),
+        F.col("Caregiver_Status__c").alias("Caregiver_Status"),
+        ic.yyyymmdd(disp_d).alias("Status_Begin_Date"),
+        ic.yyyymmdd(ends_d).alias("Status_Termination_Date"),
+        created_ts.alias(CREATED),
+    )
+
+
+def validate_seed_rows(rows: DataFrame) -> DataFrame:
+    """SPEC §7.6: seed rows need ICN, Veteran_ICN and Applicant_Type; dates yyyy-MM-dd.
+
+    Keys are cut to 10 characters like the files' keys (§7.3), so they always match.
+    """
+    begin, end = F.col("Status_Begin_Date"), F.col("Status_Termination_Date")
+    begin_d = ic.strict_date(begin, _DATE, "yyyy-MM-dd")
+    end_d = ic.strict_date(end, _DATE, "yyyy-MM-dd")
+    code, rule = ic.first_failure(
+        [
+            (F.col(ic.EXTRA), ic.MALFORMED_ROW, "the line has more fields than the header"),
+            (
+                F.col("ICN").isNull()
+                | F.col("Veteran_ICN").isNull()
+                | F.col("Applicant_Type").isNull(),
+                ic.MISSING_KEY,
+                "seed row needs ICN, Veteran_ICN and Applicant_Type (SPEC 7.6)",
+            ),
+            (
+                begin.isNotNull() & begin_d.isNull(),
+                ic.BAD_DATE,
+                "Status_Begin_Date is not a date yyyy-MM-dd (SPEC 2.2)",
+            ),
+            (
+                end.isNotNull() & end_d.isNull(),
+                ic.BAD_DATE,
+                "Status_Termination_Date is not a date yyyy-MM-dd (SPEC 2.2)",
+            ),
+        ]
+    )
+    return rows.select(
+        ic.FILE_ORDER,
+        ic.PATH,
+        ic.FILE_TS,
+        ic.ROW_NUMBER,
+        ic.RAW_ROW,
+        code.alias(ic.REASON),
+        rule.alias(ic.RULE),
+        _ten(F.col("ICN")).alias("ICN"),
+        _ten(F.col("Veteran_ICN")).alias("Veteran_ICN"),
+        F.col("Applicant_Type"),
+        F.col("Caregiver_Status"),
+        ic.yyyymmdd(begin_d).alias("Status_Begin_Date"),
+        ic.yyyymmdd(end_d).alias("Status_Termination_Date"),
+        F.lit(None).cast("timestamp").alias(CREATED),
+    )
+
+
+def newest_per_file(valid: DataFrame) -> DataFrame:
+    """SPEC §7.2: per key and file, the newest CreatedDate, then the later row (key null-safe)."""
+    w = Window.partitionBy(*KEY).orderBy(
+        ic.FILE_ORDER, F.col(CREATED).asc_nulls_first(), ic.ROW_NUMBER
+    )
+    nxt = F.lead(ic.FILE_ORDER).over(w)
+    return (
+        valid.withColumn("_next", nxt)
+        .where(F.col("_next").isNull() | (F.col("_next") != F.col(ic.FILE_ORDER)))
+        .drop("_next")
+    )
+
+
+def cg_versions(valid: DataFrame, active: DataFrame, lookup: DataFrame) -> DataFrame:
+    """Staged versions (+ file_order) of the run: each key's changes, file after file (§7.5)."""
+    d = newest_per_file(valid)
+    # One active row per key and one lookup row per ICN are invariants (merge,
+    # SPEC §3.4); not deduplicated again: that would sort the whole target per run.
+    a = active.select(
+        *[F.col(k).alias(f"_a_key_{k}") for k in KEY],
+        F.lit(True).alias("_a_exists"),
+        *[F.col(c).alias(f"_a_{c}") for c in TRACKED],
+    )
+    cond = [d[k].eqNullSafe(a[f"_a_key_{k}"]) for k in KEY]
+    e = d.join(a, cond, "left")
+
+    w = Window.partitionBy(*KEY).orderBy(ic.FILE_ORDER)
+    first = F.lag(ic.FILE_ORDER).over(w).isNull()
+    a_exists = F.coalesce(F.col("_a_exists"), F.lit(False))
+    e = e.select(
+        "*",
+        *[
+            F.when(first, F.col(f"_a_{c}")).otherwise(F.lag(c).over(w)).alias(f"_old_{c}")
+            for c in TRACKED
+        ],
+        (a_exists | ~first).alias("_old_exists"),
+    )
+    differs = None
+    for c in TRACKED:
+        diff = ~F.col(f"_old_{c}").eqNullSafe(F.col(c))
+        differs = diff if differs is None else differs | diff
+    changes = e.where(~F.col("_old_exists") | differs)
+
+    ident = lookup.where(F.col("MVIPersonICN").isNotNull()).select(
+        F.col("MVIPersonICN").alias("_l_icn"),
+        F.col("edipi").alias("_l_edipi"),
+        F.col("participant_id").alias("_l_pid"),
+    )
+    out = changes.join(ident, changes["ICN"] == ident["_l_icn"], "left")
+    log_text = cl.change_log([cl.entry(c, F.col(f"_old_{c}"), F.col(c)) for c in TRACKED])
+    null = F.lit(None).cast("string")
+    return out.select(
+        F.col("_l_edipi").alias("edipi"),
+        F.col("ICN"),
+        F.col("Veteran_ICN"),
+        F.col("_l_pid").alias("participant_id"),
+        F.lit(SOURCE).alias("Batch_CD"),
+        F.col("Applicant_Type"),
+        F.col("Caregiver_Status"),
+        null.alias("SC_Combined_Disability_Percentage"),
+        null.alias("PT_Indicator"),
+        null.alias("Individual_Unemployability"),
+        F.col("Status_Begin_Date"),
+        null.alias("Status_Last_Update"),
+        F.col("Status_Termination_Date"),
+        F.col(ic.FILE_TS).alias("SDP_Event_Created_Timestamp"),
+        F.col(ic.PATH).alias("filename"),
+        F.to_date(F.col(ic.FILE_TS)).alias("RecordLastUpdated"),
+        F.lit(True).alias("RecordStatus"),
+        F.lit(False).alias("sentToDoD"),
+        log_text.alias("change_log"),
+        F.when(F.col("_old_exists"), "Updated Record")
+        .otherwise("New Record")
+        .alias("RecordChangeStatus"),
+        F.col(ic.FILE_ORDER).cast("int").alias(ic.FILE_ORDER),
+    )
+
+
+def seed_file(ctx: TaskContext) -> ic.AcceptedFile:
+    """The CG seed as the run's file_order 0; a rebuild without a usable seed fails."""
+    path = ctx.settings.cg_seed_file
+    if not ctx.fs.exists(path):
+        raise FileNotFoundError(f"CG seed file (setting 'cg_seed_file') does not exist: {path}")
+    header, problem = ic.inspect_file(ctx.fs.read_bytes(path), SEED_COLUMNS)
+    if problem is not None:
+        raise ValueError(f"CG seed file {path} cannot be used: {problem}")
+    begin = rules.BEGINNING[rules.CG].strftime("%Y-%m-%d %H:%M:%S.%f")
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return ic.AcceptedFile(ic.RunFile(path, name, None, begin, SEED_ORDER), header)
+
+
+def run(ctx: TaskContext) -> dict:
+    s = ctx.settings
+    rebuild = s.processing_mode == "rebuild"
+    files = ic.run_files(ctx.tables, s.run_id, SOURCE)
+    if files.already_merged:
+        return {**ic.republish(ctx.tables, s.run_id, SOURCE), "seed_staged_rows": 0}
+    accepted, refused = ic.accept_files(ctx.fs, files.files, COLUMNS)
+    log.info("CG: %d file(s) to read, %d refused", len(accepted), len(refused))
+
+    checked = validate_file_rows(ic.read_rows(ctx.spark, accepted, COLUMNS))
+    if rebuild:
+        seed = seed_file(ctx)
+        checked = validate_seed_rows(ic.read_rows(ctx.spark, [seed], SEED_COLUMNS)).unionByName(
+            checked
+        )
+    checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+    versions = None
+    try:
+        versions = (
+            cg_versions(
+                checked.where(F.col(ic.REASON).isNull()),
+                ic.target_active(ctx.tables, SOURCE, rebuild),
+                ic.lookup(ctx.tables),
+            )
+            .withColumn("run_id", F.lit(s.run_id))
+            .withColumn(ic.RESOLVED, F.lit(True))
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        values = ic.finish(
+            ctx.tables,
+            run_id=s.run_id,
+            mode=s.processing_mode,
+            source=SOURCE,
+            staging_table=t.STAGING_CG,
+            accepted=accepted,
+            refused=refused,
+            checked=checked,
+            versions=versions,
+            staged=versions,
+            seed_order=SEED_ORDER,
+        )
+        values.setdefault("seed_staged_rows", 0)
+        return values
+    finally:
+        checked.unpersist()
+        if versions is not None:
+            versions.unpersist()
+
+
+main = entry_point("ingest_cg", run)

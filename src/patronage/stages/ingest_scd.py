@@ -1,0 +1,350 @@
+"""Stage ``ingest_scd``: the run's SCD files -> staged versions (SPEC §6).
+
+Several files in one run must give exactly what applying them one run at a
+time gives. Instead of a Spark job per file, every file of the run is handled
+at once, per participant over file_order, using what sequential application
+implies (derivation in :func:`scd_versions`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from patronage import change_log as cl
+from patronage import ingest_common as ic
+from patronage import tables as t
+from patronage.task import TaskContext, entry_point
+
+log = logging.getLogger(__name__)
+
+SOURCE = "SCD"
+COLUMNS = ("PTCPNT_ID", "CMBNED_DEGREE_DSBLTY", "DSBL_DTR_DT")
+PUBLISHES: tuple[str, ...] = ic.COMMON_PUBLISHES
+
+PID = "participant_id"
+PCT, PCT_NUM, DATE = "_pct", "_pct_num", "_date"
+IS_PTD, RESOLVED = "_is_ptd", ic.RESOLVED
+DEFAULT_PERCENT = "000"
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def validate(rows: DataFrame) -> DataFrame:
+    """SPEC §6.1-6.2 row rules: ``_reason``/``_rule`` of the first failing rule (null = valid)."""
+    pid, pct, d = F.col("PTCPNT_ID"), F.col("CMBNED_DEGREE_DSBLTY"), F.col("DSBL_DTR_DT")
+    date = ic.strict_date(d, r"^[0-9]{8}$", "MMddyyyy")
+    pct_num = pct.try_cast("int")
+    pct_ok = pct.rlike(r"^[0-9]{1,3}$") & (pct_num <= 100)
+    code, rule = ic.first_failure(
+        [
+            (F.col(ic.EXTRA), ic.MALFORMED_ROW, "the line has more fields than the header"),
+            (pid.isNull(), ic.MISSING_KEY, "PTCPNT_ID is empty (SPEC 6.1)"),
+            (date.isNull(), ic.BAD_DATE, "DSBL_DTR_DT is not a date MMddyyyy (SPEC 6.1)"),
+            (
+                pct.isNotNull() & ~F.coalesce(pct_ok, F.lit(False)),
+                ic.BAD_PERCENT,
+                "CMBNED_DEGREE_DSBLTY is not an integer from 0 to 100 (SPEC 6.2)",
+            ),
+        ]
+    )
+    return rows.select(
+        "*",
+        code.alias(ic.REASON),
+        rule.alias(ic.RULE),
+        pid.alias(PID),
+        F.lpad(pct_num.cast("string"), 3, "0").alias(PCT),
+        pct_num.alias(PCT_NUM),
+        ic.yyyymmdd(date).alias(DATE),
+    )
+
+
+def pt_flags(sources: list[DataFrame]) -> DataFrame:
+    """SPEC §2.3: one flag per participant, Y when any non-null row says Y, else N."""
+    rows = None
+    for src in sources:
+        part = src.select(
+            F.trim(F.col("PTCPNT_VET_ID").cast("string")).alias(PID),
+            F.upper(F.trim(F.col("PT_35_FLAG").cast("string"))).alias("_flag"),
+        )
+        rows = part if rows is None else rows.unionByName(part)
+    assert rows is not None
+    return (
+        rows.where(F.col(PID).isNotNull() & F.col("_flag").isNotNull())
+        .groupBy(PID)
+        .agg(F.max((F.col("_flag") == "Y").cast("int")).alias("_any_y"))
+        .select(PID, F.when(F.col("_any_y") == 1, "Y").otherwise("N").alias("_pt_src"))
+    )
+
+
+def active_state(active: DataFrame) -> DataFrame:
+    """The active SCD row per participant.
+
+    At most one per key is the target's invariant (merge keeps it, ``patronage
+    check`` verifies it); not deduplicated again here, as that costs a sort of
+    the whole active target on every run.
+    """
+    return active.where(F.col(PID).isNotNull()).select(
+        PID,
+        F.lit(True).alias("_a_exists"),
+        F.col("SC_Combined_Disability_Percentage").alias("_a_pct"),
+        F.col("PT_Indicator").alias("_a_pt"),
+        F.col("Status_Begin_Date").alias("_a_begin"),
+        F.col("Status_Last_Update").alias("_a_last"),
+        F.col("ICN").alias("_a_icn"),
+        F.col("edipi").alias("_a_edipi"),
+    )
+
+
+def identity_by_participant(lookup: DataFrame) -> DataFrame:
+    """ICN and EDIPI by participant_id (unique: SPEC §3.4 quarantines ambiguity)."""
+    return lookup.where(F.col(PID).isNotNull()).select(
+        PID, F.col("MVIPersonICN").alias("_l_icn"), F.col("edipi").alias("_l_edipi")
+    )
+
+
+def latest_per_file(valid: DataFrame) -> DataFrame:
+    """SPEC §6.2: one row per participant and file: latest date, highest percent, later row."""
+    w = Window.partitionBy(PID).orderBy(
+        ic.FILE_ORDER, F.col(DATE), F.col(PCT_NUM).asc_nulls_first(), ic.ROW_NUMBER
+    )
+    nxt = F.lead(ic.FILE_ORDER).over(w)
+    return (
+        valid.withColumn("_next", nxt)
+        .where(F.col("_next").isNull() | (F.col("_next") != F.col(ic.FILE_ORDER)))
+        .drop("_next")
+    )
+
+
+def scd_versions(
+    valid: DataFrame,
+    active: DataFrame,
+    lookup: DataFrame,
+    pt: DataFrame,
+    files: DataFrame,
+) -> DataFrame:
+    """Every change of the run: staged versions (``_resolved``) and unresolved identities.
+
+    ``valid``: validated rows (participant_id, _pct, _pct_num, _date, file_order,
+    row_number, raw_row); ``active``: active SCD target rows; ``pt``: participant_id,
+    _pt_src; ``files``: the run's readable files (file_order, _path, _file_ts).
+
+    Applying the files one at a time, per participant, implies (SPEC §6):
+
+    - the identity (lookup, else the active row) and PT (sticky Y: active Y or PT
+      source Y) are the same for every file of the run;
+    - a file's effective percent is the last non-null source percent up to that
+      file, else the active percent, else ``000`` (an unchanged row leaves the
+      state equal to its effective values, so the state after any file is the
+      previous row's effective values);
+    - a PT-driven change (§6.7) can only happen in the run's first file: after it
+      (or after any row) PT is already Y;
+    - a participant without ICN never changes state: each of its changes is
+      compared with the active row and rejected, file after file.
+    """
+    key_cols = [PID]
+    a = active_state(active)
+    ident = identity_by_participant(lookup)
+
+    # §6.7 candidates: PT source Y, active row whose PT is not Y. They enter the
+    # row stream as pseudo-rows (no percent, no date) in the files where they
+    # have no row, BEFORE the per-file window, so one shuffle serves all windows.
+    cand = (
+        a.join(pt.where(F.col("_pt_src") == "Y"), key_cols)
+        .where(~F.col("_a_pt").eqNullSafe(F.lit("Y")))
+        .join(ident, key_cols, "left")
+    )
+    cand_resolved = F.coalesce(F.col("_l_icn"), F.col("_a_icn")).isNotNull()
+    first_file = files.agg(F.min(ic.FILE_ORDER).alias(ic.FILE_ORDER))
+    ptd_first = cand.where(cand_resolved).crossJoin(F.broadcast(first_file))
+    ptd_every = cand.where(~cand_resolved).crossJoin(F.broadcast(files.select(ic.FILE_ORDER)))
+    ptd = ptd_first.unionByName(ptd_every).join(
+        valid.select(PID, ic.FILE_ORDER), [PID, ic.FILE_ORDER], "left_anti"
+    )
+    stream_cols = [PID, ic.FILE_ORDER, PCT, PCT_NUM, DATE, ic.ROW_NUMBER, ic.RAW_ROW]
+    ptd_rows = ptd.select(
+        PID,
+        F.col(ic.FILE_ORDER).cast("int").alias(ic.FILE_ORDER),
+        F.lit(None).cast("string").alias(PCT),
+        F.lit(None).cast("int").alias(PCT_NUM),
+        F.lit(None).cast("string").alias(DATE),
+        F.lit(None).cast("long").alias(ic.ROW_NUMBER),
+        F.to_json(
+            F.struct(F.col(PID).alias("PTCPNT_ID"), F.col("_pt_src").alias("PT_35_FLAG"))
+        ).alias(ic.RAW_ROW),
+        F.lit(True).alias(IS_PTD),
+    )
+    stream = valid.select(*stream_cols, F.lit(False).alias(IS_PTD)).unionByName(ptd_rows)
+    d = latest_per_file(stream).drop(PCT_NUM)
+    e = d.join(a, key_cols, "left").join(ident, key_cols, "left").join(pt, key_cols, "left")
+
+    a_exists = F.coalesce(F.col("_a_exists"), F.lit(False))
+    resolved = F.coalesce(F.col("_l_icn"), F.col("_a_icn")).isNotNull()
+    pt_run = F.when((F.col("_a_pt") == "Y") | (F.col("_pt_src") == "Y"), "Y").otherwise("N")
+    w = Window.partitionBy(PID).orderBy(ic.FILE_ORDER)
+    upto = w.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    last_pct = F.last(F.col(PCT), ignorenulls=True).over(upto)
+    e = e.select(
+        "*",
+        resolved.alias(RESOLVED),
+        F.when(F.col(IS_PTD), F.col("_a_pct"))
+        .when(resolved, F.coalesce(last_pct, F.col("_a_pct"), F.lit(DEFAULT_PERCENT)))
+        .otherwise(F.coalesce(F.col(PCT), F.col("_a_pct"), F.lit(DEFAULT_PERCENT)))
+        .alias("_new_pct"),
+        F.when(F.col(IS_PTD), F.lit("Y")).otherwise(pt_run).alias("_new_pt"),
+        F.lag(ic.FILE_ORDER).over(w).isNull().alias("_first"),
+    )
+    from_active = ~F.col(RESOLVED) | F.col("_first")
+    e = e.select(
+        "*",
+        F.when(from_active, F.col("_a_pct")).otherwise(F.lag("_new_pct").over(w)).alias("_old_pct"),
+        F.when(from_active, F.col("_a_pt")).otherwise(F.lag("_new_pt").over(w)).alias("_old_pt"),
+        F.when(~F.col(RESOLVED), a_exists)
+        .otherwise(a_exists | ~F.col("_first"))
+        .alias("_old_exists"),
+    )
+    changes = e.where(
+        F.col(IS_PTD)
+        | ~F.col("_old_exists")
+        | ~F.col("_old_pct").eqNullSafe(F.col("_new_pct"))
+        | ~F.col("_old_pt").eqNullSafe(F.col("_new_pt"))
+    )
+
+    # §6.5 begin date: the active row's, else the decision date of the first row version.
+    wv = (
+        Window.partitionBy(PID)
+        .orderBy(ic.FILE_ORDER)
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    first_date = F.first(F.when(~F.col(IS_PTD), F.col(DATE)), ignorenulls=True).over(wv)
+    begin = F.when(F.col(IS_PTD), F.col("_a_begin")).otherwise(
+        F.coalesce(F.col("_a_begin"), first_date)
+    )
+    last_update = F.when(F.col(IS_PTD), F.col("_a_last")).otherwise(F.col(DATE))
+    log_text = cl.change_log(
+        [
+            cl.entry("SC_Combined_Disability_Percentage", F.col("_old_pct"), F.col("_new_pct")),
+            cl.pt_entry("PT_Indicator", F.col("_old_pt"), F.col("_new_pt")),
+        ]
+    )
+    out = changes.join(F.broadcast(files), ic.FILE_ORDER)
+    null = F.lit(None).cast("string")
+    return out.select(
+        F.coalesce(F.col("_l_edipi"), F.col("_a_edipi")).alias("edipi"),
+        F.coalesce(F.col("_l_icn"), F.col("_a_icn")).alias("ICN"),
+        null.alias("Veteran_ICN"),
+        F.col(PID).alias("participant_id"),
+        F.lit(SOURCE).alias("Batch_CD"),
+        null.alias("Applicant_Type"),
+        null.alias("Caregiver_Status"),
+        F.col("_new_pct").alias("SC_Combined_Disability_Percentage"),
+        F.col("_new_pt").alias("PT_Indicator"),
+        null.alias("Individual_Unemployability"),
+        begin.alias("Status_Begin_Date"),
+        last_update.alias("Status_Last_Update"),
+        null.alias("Status_Termination_Date"),
+        F.col(ic.FILE_TS).alias("SDP_Event_Created_Timestamp"),
+        F.col(ic.PATH).alias("filename"),
+        F.to_date(F.col(ic.FILE_TS)).alias("RecordLastUpdated"),
+        F.lit(True).alias("RecordStatus"),
+        F.lit(False).alias("sentToDoD"),
+        log_text.alias("change_log"),
+        F.when(F.col("_old_exists"), "Updated Record")
+        .otherwise("New Record")
+        .alias("RecordChangeStatus"),
+        F.col(ic.FILE_ORDER),
+        F.col(RESOLVED),
+        F.col(IS_PTD),
+        F.col(ic.PATH),
+        F.col(ic.ROW_NUMBER),
+        F.col(ic.RAW_ROW),
+    )
+
+
+def staged_rows(versions: DataFrame, run_id: str) -> DataFrame:
+    return versions.where(F.col(RESOLVED)).select(
+        *t.TARGET_COLUMNS, F.lit(run_id).alias("run_id"), F.col(ic.FILE_ORDER).cast("int")
+    )
+
+
+def unresolved_rejects(versions: DataFrame, run_id: str) -> DataFrame:
+    """SPEC §6.8: changes still without ICN, kept as ``identity_unresolved``."""
+    rule = F.when(
+        F.col(IS_PTD),
+        F.lit(
+            "PT-driven change (SPEC 6.7) for a participant absent from this file has no ICN "
+            "in correlation_lookup nor on its active row (SPEC 6.8)"
+        ),
+    ).otherwise(
+        F.lit(
+            "change for a participant with no ICN in correlation_lookup nor on an active row "
+            "(SPEC 6.8)"
+        )
+    )
+    return ic.reject_rows(
+        versions.where(~F.col(RESOLVED)), run_id, SOURCE, F.lit(ic.IDENTITY_UNRESOLVED), rule
+    )
+
+
+# --------------------------------------------------------------------------- stage
+
+
+def pt_sources(ctx: TaskContext, rebuild: bool) -> list[DataFrame]:
+    """SPEC §2.3: update reads the delta table, rebuild seed and delta together."""
+    s = ctx.settings
+    names = [("pt_seed_table", s.pt_seed_table)] if rebuild else []
+    names.append(("pt_delta_table", s.pt_delta_table))
+    out = []
+    for setting, name in names:
+        if not ctx.spark.catalog.tableExists(name):
+            raise RuntimeError(f"PT table of setting '{setting}' does not exist: {name}")
+        out.append(ctx.spark.table(name))
+    return out
+
+
+def run(ctx: TaskContext) -> dict:
+    s = ctx.settings
+    rebuild = s.processing_mode == "rebuild"
+    files = ic.run_files(ctx.tables, s.run_id, SOURCE)
+    if files.already_merged:
+        return ic.republish(ctx.tables, s.run_id, SOURCE)
+    accepted, refused = ic.accept_files(ctx.fs, files.files, COLUMNS)
+    log.info("SCD: %d file(s) to read, %d refused", len(accepted), len(refused))
+
+    checked = validate(ic.read_rows(ctx.spark, accepted, COLUMNS)).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    versions = None
+    try:
+        valid = checked.where(F.col(ic.REASON).isNull())
+        versions = scd_versions(
+            valid,
+            ic.target_active(ctx.tables, SOURCE, rebuild),
+            ic.lookup(ctx.tables),
+            pt_flags(pt_sources(ctx, rebuild)),
+            ic.files_frame(ctx.spark, [af.file for af in accepted]),
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        return ic.finish(
+            ctx.tables,
+            run_id=s.run_id,
+            mode=s.processing_mode,
+            source=SOURCE,
+            staging_table=t.STAGING_SCD,
+            accepted=accepted,
+            refused=refused,
+            checked=checked,
+            versions=versions,
+            staged=staged_rows(versions, s.run_id),
+            late_rejects=unresolved_rejects(versions, s.run_id),
+        )
+    finally:
+        checked.unpersist()
+        if versions is not None:
+            versions.unpersist()
+
+
+main = entry_point("ingest_scd", run)
