@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import task_argv
 from pyspark.sql import functions as F
 
+from conftest import task_argv
 from patronage import tables as t
 from patronage.config import ConfigError
 from patronage.fs import FileSystem, FileSystemError
@@ -83,7 +83,8 @@ def test_merged_files_are_not_rediscovered_and_a_late_file_is_reported(spark, ta
     )
     tables.append(t.FILE_LEDGER, merged)
     target_row = spark.createDataFrame(
-        [("SCD", dt.datetime(2025, 1, 10, 6))], "Batch_CD string, SDP_Event_Created_Timestamp timestamp"
+        [("SCD", dt.datetime(2025, 1, 10, 6))],
+        "Batch_CD string, SDP_Event_Created_Timestamp timestamp",
     )
     full = target_row.select(
         *[F.col(c) if c in target_row.columns else F.lit(None).cast(tp.dataType).alias(c)
@@ -94,7 +95,9 @@ def test_merged_files_are_not_rediscovered_and_a_late_file_is_reported(spark, ta
     land(inbound / "landing" / "scd" / "CPIDODIEX_20250109.csv", dt.datetime(2025, 1, 9, 6))
 
     values = run_stage(
-        "discover", discover.run, task_argv(tables.schema, inbound, run_id="1002", run_date="2025-03-02"),
+        "discover",
+        discover.run,
+        task_argv(tables.schema, inbound, run_id="1002", run_date="2025-03-02"),
         spark=spark,
     )
     assert values["scd_window_start"] == "2025-01-10 06:00:00"

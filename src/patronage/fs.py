@@ -148,12 +148,15 @@ class DbutilsFileSystem(FileSystem):
         try:
             entries = self._dbutils.fs.ls(directory)
         except Exception as exc:  # dbutils raises py4j/ExecutionError types
-            raise FileSystemError(f"directory cannot be listed: {directory} ({type(exc).__name__})")
+            raise FileSystemError(
+                f"directory cannot be listed: {directory} ({type(exc).__name__})"
+            ) from None
         out = []
         for e in entries:
             if e.name.endswith("/"):
                 continue
-            mtime = dt.datetime.fromtimestamp(e.modificationTime / 1000, tz=dt.UTC).replace(tzinfo=None)
+            mtime = dt.datetime.fromtimestamp(e.modificationTime / 1000, tz=dt.UTC)
+            mtime = mtime.replace(tzinfo=None)
             out.append(FileInfo(mtime, e.path, e.name, int(e.size)))
         return out
 

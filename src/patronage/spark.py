@@ -61,7 +61,9 @@ def _build_local(state_dir: Path):
         SparkSession.builder.master(os.environ.get("PATRONAGE_SPARK_MASTER", "local[*]"))
         .appName("patronage-local")
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config(
+            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+        )
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", os.environ.get("PATRONAGE_SHUFFLE_PARTITIONS", "2"))
         .config("spark.default.parallelism", "2")
@@ -112,7 +114,8 @@ def register_local_tables(spark) -> int:
             if _IDENT.match(table_dir.name) and (table_dir / "_delta_log").is_dir():
                 # Names and paths come from the warehouse layout, not from data.
                 spark.sql(
-                    f"CREATE TABLE IF NOT EXISTS spark_catalog.`{schema_dir.name}`.`{table_dir.name}`"
+                    "CREATE TABLE IF NOT EXISTS "
+                    f"spark_catalog.`{schema_dir.name}`.`{table_dir.name}`"
                     f" USING DELTA LOCATION '{table_dir.as_posix()}'"
                 )
                 count += 1

@@ -19,7 +19,7 @@ from patronage import spark as spark_mod
 
 log = logging.getLogger(__name__)
 
-S, TS, D, B, L, I = (
+S, TS, D, B, L, INT = (
     T.StringType(),
     T.TimestampType(),
     T.DateType(),
@@ -100,7 +100,7 @@ LEDGER_SCHEMA = _schema(
     ("processing_mode", S),
     ("status", S),
     ("reason", S),
-    ("file_order", I),
+    ("file_order", INT),
     ("raw_rows", L),
     ("valid_rows", L),
     ("rejected_rows", L),
@@ -139,7 +139,7 @@ STAGING_SCHEMA = T.StructType(
     TARGET_SCHEMA.fields
     + [
         T.StructField("run_id", S, True),
-        T.StructField("file_order", I, True),
+        T.StructField("file_order", INT, True),
     ]
 )
 

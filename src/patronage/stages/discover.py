@@ -49,7 +49,8 @@ def require_rebuild_confirmation(mode: str, confirm: str) -> None:
     if mode == rules.REBUILD and confirm != rules.TARGET_TABLE:
         raise ConfigError(
             "processing_mode=rebuild drops and reloads the target table; set the job parameter "
-            f"confirm_rebuild={rules.TARGET_TABLE} to confirm (got {confirm!r}). Nothing was changed."
+            f"confirm_rebuild={rules.TARGET_TABLE} to confirm (got {confirm!r}). "
+            "Nothing was changed."
         )
 
 
