@@ -1,0 +1,226 @@
+"""End to end: the real job DAG from resources/, run by `patronage run` on the fixtures.
+
+The expectations are fixtures/README.md's: phase 1 (run date 2025-03-01), a
+rerun of the same day, phase 2 (2025-03-28, last Friday) — and on the way a
+failed task repaired with `patronage repair`. Every step ends with
+`patronage check`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from patronage import cli
+from patronage.landing import land_later
+
+pytestmark = [pytest.mark.spark, pytest.mark.e2e]
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "fixtures"
+
+PHASE1_DMDC = (
+    "7200000008CG    20250220                  \n"
+    "7200000009CG    20250220          20250301\n"
+    "7200000010CG    20250220          20250131\n"
+    "7200000011CG    20250220          20250215\n"
+    "7000000001SCD05020241220N 20250225        \n"
+    "7000000014SCD10020250226Y 20250226        "
+)
+PHASE2_LAGGED = (
+    "7200000014CG    20250221                  \n"
+    "7000000015SCD06020250226N 20250226        "
+)
+PHASE2_DMDC = (
+    "7000000003SCD09020241222Y 20250305        \n"
+    "7000000004SCD06020241223Y 20250305        \n"
+    "7000000005SCD02020241223Y 20241223        \n"
+    "7000000006SCD02020241224N 20250306        "
+)
+
+
+class Env:
+    """One local state directory and product schema, driven through the CLI."""
+
+    def __init__(self, base: Path) -> None:
+        self.state = base / "state"
+        self.schema = "e2e_" + uuid.uuid4().hex[:8]
+        self.summaries = base
+
+    def common(self) -> list[str]:
+        return ["--state-dir", str(self.state), "--var", f"schema={self.schema}",
+                "--bundle-dir", str(ROOT)]
+
+    def run(self, *args: str) -> tuple[int, dict]:
+        out = self.summaries / f"summary-{uuid.uuid4().hex[:6]}.json"
+        code = cli.main(["run", *self.common(), "--summary-json", str(out), *args])
+        return code, json.loads(out.read_text())
+
+    def repair(self) -> tuple[int, dict]:
+        out = self.summaries / f"summary-{uuid.uuid4().hex[:6]}.json"
+        code = cli.main(["repair", *self.common(), "--summary-json", str(out)])
+        return code, json.loads(out.read_text())
+
+    def check(self) -> int:
+        return cli.main(["check", *self.common()])
+
+    def sql(self, spark, query: str, **args):
+        spark.sql(f"USE spark_catalog.`{self.schema}`")
+        return spark.sql(query, args=args or None).collect()
+
+    @property
+    def export(self) -> Path:
+        return self.state / "export"
+
+
+def statuses(summary: dict) -> dict[str, str]:
+    return {k: v["status"] for k, v in summary["tasks"].items()}
+
+
+def snapshot(env: Env, spark) -> dict[str, int]:
+    """Table versions of everything a rerun must leave alone."""
+    out = {}
+    for name in ("patronage_unified", "dmdc_checkpoint", "patronage_rejects"):
+        out[name] = env.sql(spark, f"DESCRIBE HISTORY {name} LIMIT 1")[0]["version"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def env(spark, tmp_path_factory):
+    return Env(tmp_path_factory.mktemp("e2e"))
+
+
+def test_phase1_a_failed_export_is_repaired_with_the_same_run_id_and_facts(env, spark):
+    # The export directory is blocked by a plain file: dmdc_export must fail.
+    env.state.mkdir(parents=True, exist_ok=True)
+    env.export.write_text("not a directory")
+    code, first = env.run("--run-date", "2025-03-01", "--param", "force_dmdc_export=true")
+    assert code != 0
+    st = statuses(first)
+    assert st["merge"] == "SUCCESS" and st["edipi_backfill"] == "SUCCESS"
+    assert st["dmdc_export"] == "FAILED"
+    assert st["finalize"] == "FAILED"  # it logs the run, then keeps the run failed
+    log_row = env.sql(spark, "SELECT status, error_message FROM patronage_pipeline_log")
+    assert [r["status"] for r in log_row] == ["FAILED"]
+    assert "dmdc_export" in log_row[0]["error_message"]
+
+    env.export.unlink()
+    code, repaired = env.repair()
+    assert code == 0, repaired
+    assert repaired["run_id"] == first["run_id"]
+    assert repaired["tasks"]["discover"]["values"] == first["tasks"]["discover"]["values"]
+    assert {k for k, v in statuses(repaired).items() if v == "SUCCESS"} == set(st)
+    log_row = env.sql(spark, "SELECT run_id, status FROM patronage_pipeline_log")
+    assert [(r["run_id"], r["status"]) for r in log_row] == [(str(first["run_id"]), "SUCCESS")]
+    assert env.check() == 0
+
+
+def test_phase1_discovery_and_counts_match_the_fixtures_readme(env, spark):
+    d = env.sql(spark, "SELECT value_json FROM patronage_task_values "
+                "WHERE task_key = 'discover' AND name = 'scd_files'")
+    assert {json.loads(r["value_json"]) for r in d} == {6}
+    rows = env.sql(
+        spark,
+        "SELECT Batch_CD, count(*) AS n, count(DISTINCT coalesce(participant_id, "
+        "concat_ws('|', ICN, Veteran_ICN, Applicant_Type))) AS keys, "
+        "sum(CASE WHEN RecordStatus THEN 1 ELSE 0 END) AS active "
+        "FROM patronage_unified GROUP BY Batch_CD ORDER BY Batch_CD",
+    )
+    assert [(r["Batch_CD"], r["n"], r["active"]) for r in rows] == [("CG", 17, 15), ("SCD", 15, 13)]
+    rejects = env.sql(
+        spark, "SELECT source, reason_code, count(*) AS n FROM patronage_rejects "
+        "GROUP BY source, reason_code ORDER BY source, reason_code",
+    )
+    assert [(r["source"], r["reason_code"], r["n"]) for r in rejects] == [
+        ("CG", "bad_date", 3), ("CG", "missing_key", 1),
+        ("SCD", "bad_date", 1), ("SCD", "bad_percent", 2), ("SCD", "identity_unresolved", 2),
+        ("SCD", "missing_key", 1),
+    ]
+    rejected_files = env.sql(
+        spark, "SELECT DISTINCT file_name FROM patronage_file_ledger WHERE status = 'rejected'"
+    )
+    assert sorted(r["file_name"] for r in rejected_files) == [
+        "CPIDODIEX_20250120.csv", "caregiver_20250121.csv",
+    ]
+    active = env.sql(
+        spark,
+        "SELECT SC_Combined_Disability_Percentage AS pct, PT_Indicator AS pt, Status_Begin_Date "
+        "AS b, Status_Last_Update AS u, edipi, RecordChangeStatus AS s FROM patronage_unified "
+        "WHERE RecordStatus AND participant_id = :p",
+        p="9000001",
+    )
+    assert [tuple(r) for r in active] == [
+        ("050", "N", "20241220", "20250225", "7000000001", "Updated Record")
+    ]
+
+
+def test_phase1_dmdc_file_and_checkpoint_are_byte_exact(env, spark):
+    assert (env.export / "PATRONAGE_20250301.txt").read_bytes() == PHASE1_DMDC.encode()
+    cp = env.sql(spark, "SELECT filename, record_count FROM dmdc_checkpoint")
+    assert [(Path(r["filename"]).name, r["record_count"]) for r in cp] == [
+        ("PATRONAGE_20250301.txt", 6)
+    ]
+    assert not list(env.export.glob("LAGGED_*"))
+    assert (env.state / "backups").is_dir()
+
+
+def test_rerunning_the_same_day_changes_no_table_and_writes_no_file(env, spark):
+    before = snapshot(env, spark)
+    files = {p.name: p.stat().st_mtime_ns for p in env.export.iterdir()}
+    code, again = env.run("--run-date", "2025-03-01", "--param", "force_dmdc_export=true")
+    assert code == 0, again
+    assert again["tasks"]["discover"]["values"]["scd_files"] == 0
+    assert again["tasks"]["dmdc_export"]["values"]["triggered"] is False
+    assert snapshot(env, spark) == before
+    assert {p.name: p.stat().st_mtime_ns for p in env.export.iterdir()} == files
+    assert env.check() == 0
+
+
+def test_phase2_late_file_pt_changes_identity_fallback_backfill_and_export(env, spark):
+    land_later(FIXTURES, env.state, spark)
+    code, summary = env.run("--run-date", "2025-03-28")
+    assert code == 0, summary
+    disc = summary["tasks"]["discover"]["values"]
+    assert (disc["scd_files"], disc["cg_files"], disc["late_files"]) == (1, 0, 1)
+    late = env.sql(spark, "SELECT file_name FROM patronage_file_ledger WHERE status = 'late'")
+    assert {r["file_name"] for r in late} == {"CPIDODIEX_20250225.csv"}
+
+    got = env.sql(
+        spark,
+        "SELECT participant_id AS p, SC_Combined_Disability_Percentage AS pct, PT_Indicator AS pt,"
+        " Status_Last_Update AS u, ICN, edipi, change_log FROM patronage_unified "
+        "WHERE RecordStatus AND participant_id IN ('9000003','9000004','9000005','9000006') "
+        "ORDER BY participant_id",
+    )
+    assert [(r["p"], r["pct"], r["pt"], r["u"], r["ICN"], r["edipi"]) for r in got] == [
+        ("9000003", "090", "Y", "20250305", "1000000003", "7000000003"),
+        ("9000004", "060", "Y", "20250305", "1000000004", "7000000004"),
+        ("9000005", "020", "Y", "20241223", "1000000005", "7000000005"),  # PT-driven
+        ("9000006", "020", "N", "20250306", "1000000006", "7000000006"),  # identity fallback
+    ]
+    assert got[2]["change_log"] == "PT_Indicator old value: N changed to new value: Y"
+
+    assert (env.export / "LAGGED_EDIPI_PATRONAGE_20250328.txt").read_bytes() == (
+        PHASE2_LAGGED.encode()
+    )
+    assert (env.export / "PATRONAGE_20250328.txt").read_bytes() == PHASE2_DMDC.encode()
+    counts = env.sql(spark, "SELECT Batch_CD, count(*) AS n FROM patronage_unified "
+                     "GROUP BY Batch_CD ORDER BY Batch_CD")
+    assert [(r["Batch_CD"], r["n"]) for r in counts] == [("CG", 17), ("SCD", 19)]
+    assert env.check() == 0
+
+    logs = env.sql(spark, "SELECT status FROM patronage_pipeline_log ORDER BY run_timestamp_utc")
+    assert [r["status"] for r in logs] == ["SUCCESS", "SUCCESS", "SUCCESS"]
+
+
+def test_rerunning_phase2_day_changes_nothing(env, spark):
+    before = snapshot(env, spark)
+    files = {p.name: p.stat().st_mtime_ns for p in env.export.iterdir()}
+    code, again = env.run("--run-date", "2025-03-28")
+    assert code == 0, again
+    assert again["tasks"]["edipi_backfill"]["values"]["rows_updated"] == 0
+    assert snapshot(env, spark) == before
+    assert {p.name: p.stat().st_mtime_ns for p in env.export.iterdir()} == files
