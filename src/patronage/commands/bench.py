@@ -17,11 +17,6 @@ def register(subparsers) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="multiply every size (default 1.0)")
     p.add_argument("--files", type=int, default=10, help="files in the multi-file run")
     p.add_argument("--repeat", type=int, default=1, help="measure each case N times, keep the best")
-    p.add_argument(
-        "--deletion-vectors",
-        action="store_true",
-        help="create the bench tables with deletion vectors (compare with the default)",
-    )
     p.add_argument("--keep", action="store_true", help="keep the bench tables and files")
     p.set_defaults(func=run)
 
@@ -38,13 +33,9 @@ def run(args: argparse.Namespace) -> int:
     root = Path(getattr(args, "state_dir", None) or ".patronage") / "bench"
     sizes = dataclasses.replace(bench.Sizes().scaled(args.scale), files=args.files)
     spark = get_spark(root)
-    if args.deletion_vectors:
-        # Only tables this process creates (the bench's own) pick the default up.
-        spark.conf.set("spark.databricks.delta.properties.defaults.enableDeletionVectors", "true")
     print(
         f"bench: active={sizes.active:,} history={sizes.history:,} "
-        f"file_rows={sizes.file_rows:,} files={sizes.files} repeat={args.repeat} "
-        f"deletion_vectors={args.deletion_vectors}"
+        f"file_rows={sizes.file_rows:,} files={sizes.files} repeat={args.repeat}"
     )
     ratios = bench.run_bench(spark, root / "work", sizes, repeat=args.repeat, keep=args.keep)
     for ratio in ratios:
