@@ -12,8 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import task_argv
 
+from conftest import task_argv
 from patronage import tables as t
 from patronage.landing import land_fixtures
 from patronage.stages import discover, identity, ingest_cg, ingest_scd, merge
