@@ -32,32 +32,14 @@ from pyspark.sql import functions as F
 
 from patronage import landing
 from patronage.fs import FileSystem
+from patronage.stages import ingest_cg, ingest_scd
 
 log = logging.getLogger(__name__)
 
-SCD_HEADER = ["PTCPNT_ID", "CMBNED_DEGREE_DSBLTY", "DSBL_DTR_DT"]
-CG_HEADER = [
-    "Discharge_Revocation_Date__c",
-    "Caregiver_Status__c",
-    "CreatedById",
-    "Dispositioned_Date__c",
-    "CARMA_Case_ID__c",
-    "Applicant_Type__c",
-    "CreatedDate",
-    "Veteran_ICN__c",
-    "Benefits_End_Date__c",
-    "Caregiver_Id__c",
-    "CARMA_Case_Number__c",
-    "Caregiver_ICN__c",
-]
-SEED_HEADER = [
-    "ICN",
-    "Veteran_ICN",
-    "Applicant_Type",
-    "Caregiver_Status",
-    "Status_Begin_Date",
-    "Status_Termination_Date",
-]
+# The inbound layouts are the ingest stages' own (one definition, SPEC §2).
+SCD_HEADER = list(ingest_scd.COLUMNS)
+CG_HEADER = list(ingest_cg.COLUMNS)
+SEED_HEADER = list(ingest_cg.SEED_COLUMNS)
 PERCENTS = [str(p) for p in range(0, 101, 10)]
 SID_CORP, SID_DOD, SID_VETS = 5667, 6061, 6722
 FILE_TIME = dt.time(6, 0, 0)
