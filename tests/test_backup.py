@@ -99,6 +99,15 @@ def test_backup_copies_the_three_tables_verified_independent_and_replaces_the_pr
     tables.delta(t.PATRONAGE_UNIFIED).delete("participant_id = '1'")
     assert sorted_rows(backup.read_backup(spark, path)) == source_target
 
+    # A rerun or repair of the same run date copies nothing and writes nothing.
+    from delta.tables import DeltaTable
+
+    versions = DeltaTable.forPath(spark, path).history(1).select("version").collect()
+    rerun = run_backup(spark, tables, tmp_path, due=True)
+    assert (rerun["triggered"], rerun["reason"]) == (False, "already backed up")
+    assert DeltaTable.forPath(spark, path).history(1).select("version").collect() == versions
+    assert sorted_rows(backup.read_backup(spark, path)) == source_target
+
     # Next month's backup replaces the copy with the then-current state.
     again = backup.backup_table(tables, f"{tmp_path}/backups", t.PATRONAGE_UNIFIED)
     assert again["rows"] == 2

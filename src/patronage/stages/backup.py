@@ -40,7 +40,7 @@ from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
 
-PUBLISHES = ("triggered", "tables")
+PUBLISHES = ("triggered", "tables", "reason")
 
 #: The tables SPEC §9.3 backs up, in copy order.
 BACKUP_TABLES = (t.PATRONAGE_UNIFIED, t.DMDC_CHECKPOINT, t.PIPELINE_LOG)
@@ -100,8 +100,39 @@ def read_backup(spark, path: str) -> DataFrame:
     return spark.read.format("delta").load(_spark_path(path))
 
 
-def copy_table(tables: t.Tables, name: str, path: str, version: int) -> None:
-    """Replace the copy at ``path`` with the table's state at ``version``."""
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+def backup_marker(run_date: str) -> str:
+    """Commit metadata naming the run date a backup copy was made for."""
+    return f"patronage-backup:{run_date}"
+
+
+def copied_for(spark, path: str) -> str | None:
+    """The marker of the backup copy at ``path`` (None when there is no copy)."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, _spark_path(path)):
+        return None
+    rows = DeltaTable.forPath(spark, _spark_path(path)).history(1).select("userMetadata").collect()
+    return rows[0][0] if rows else None
+
+
+def copy_table(tables: t.Tables, name: str, path: str, version: int, marker: str) -> None:
+    """Replace the copy at ``path`` with the table's state at ``version``.
+
+    The copy's commit carries ``marker`` so that a rerun of the same run date
+    knows the backup is already done.
+    """
+    spark = tables.spark
+    spark.conf.set(USER_METADATA_CONF, marker)
+    try:
+        _copy(tables, name, path, version)
+    finally:
+        spark.conf.unset(USER_METADATA_CONF)
+
+
+def _copy(tables: t.Tables, name: str, path: str, version: int) -> None:
     spark = tables.spark
     if spark_mod.is_local(spark):
         (
@@ -120,13 +151,15 @@ def copy_table(tables: t.Tables, name: str, path: str, version: int) -> None:
         )
 
 
-def backup_table(tables: t.Tables, backup_dir: str, name: str) -> dict[str, Any]:
+def backup_table(
+    tables: t.Tables, backup_dir: str, name: str, marker: str = "patronage-backup"
+) -> dict[str, Any]:
     """Copy one table and verify the copy; the figures are published."""
     tables.ensure(name)
     version = tables.version(name)
     path = backup_path(backup_dir, name)
     source = fingerprint(read_version(tables, name, version))
-    copy_table(tables, name, path, version)
+    copy_table(tables, name, path, version, marker)
     copy = fingerprint(read_backup(tables.spark, path))
     if copy != source:
         raise BackupError(
@@ -142,8 +175,17 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     if not facts.get("backup_due"):
         log.info("backup not due on %s", facts.get("run_date"))
         return {"triggered": False}
+    marker = backup_marker(facts["run_date"])
+    paths = [backup_path(ctx.settings.backup_dir, name) for name in BACKUP_TABLES]
+    if not ctx.settings.force_backup and all(
+        copied_for(ctx.spark, path) == marker for path in paths
+    ):
+        # A rerun or repair of the same run date: this month's copies are made.
+        log.info("backups for %s already made; nothing copied", facts["run_date"])
+        return {"triggered": False, "reason": "already backed up"}
     copied = {
-        name: backup_table(ctx.tables, ctx.settings.backup_dir, name) for name in BACKUP_TABLES
+        name: backup_table(ctx.tables, ctx.settings.backup_dir, name, marker)
+        for name in BACKUP_TABLES
     }
     return {"triggered": True, "tables": copied}
 
