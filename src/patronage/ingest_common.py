@@ -415,6 +415,25 @@ def lookup(tables: t.Tables) -> DataFrame:
     return tables.read(t.CORRELATION_LOOKUP)
 
 
+def new_version_columns(change_log: Column, key_had_active_row: Column) -> list[Column]:
+    """The bookkeeping columns of a staged version, as if it were the newest (BRIEF/SPEC §8).
+
+    Merge expires all but a key's last version of the run; ingest stages every
+    version active, stamped with its file's name and modification time.
+    """
+    return [
+        F.col(FILE_TS).alias("SDP_Event_Created_Timestamp"),
+        F.col(PATH).alias("filename"),
+        F.to_date(F.col(FILE_TS)).alias("RecordLastUpdated"),
+        F.lit(True).alias("RecordStatus"),
+        F.lit(False).alias("sentToDoD"),
+        change_log.alias("change_log"),
+        F.when(key_had_active_row, "Updated Record")
+        .otherwise("New Record")
+        .alias("RecordChangeStatus"),
+    ]
+
+
 def yyyymmdd(d: Column) -> Column:
     return F.date_format(d, "yyyyMMdd")
 

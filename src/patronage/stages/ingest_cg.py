@@ -233,15 +233,7 @@ def cg_versions(valid: DataFrame, active: DataFrame, lookup: DataFrame) -> DataF
         F.col("Status_Begin_Date"),
         null.alias("Status_Last_Update"),
         F.col("Status_Termination_Date"),
-        F.col(ic.FILE_TS).alias("SDP_Event_Created_Timestamp"),
-        F.col(ic.PATH).alias("filename"),
-        F.to_date(F.col(ic.FILE_TS)).alias("RecordLastUpdated"),
-        F.lit(True).alias("RecordStatus"),
-        F.lit(False).alias("sentToDoD"),
-        log_text.alias("change_log"),
-        F.when(F.col("_old_exists"), "Updated Record")
-        .otherwise("New Record")
-        .alias("RecordChangeStatus"),
+        *ic.new_version_columns(log_text, F.col("_old_exists")),
         F.col(ic.FILE_ORDER).cast("int").alias(ic.FILE_ORDER),
     )
 

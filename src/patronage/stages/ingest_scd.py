@@ -247,15 +247,7 @@ def scd_versions(
         begin.alias("Status_Begin_Date"),
         last_update.alias("Status_Last_Update"),
         null.alias("Status_Termination_Date"),
-        F.col(ic.FILE_TS).alias("SDP_Event_Created_Timestamp"),
-        F.col(ic.PATH).alias("filename"),
-        F.to_date(F.col(ic.FILE_TS)).alias("RecordLastUpdated"),
-        F.lit(True).alias("RecordStatus"),
-        F.lit(False).alias("sentToDoD"),
-        log_text.alias("change_log"),
-        F.when(F.col("_old_exists"), "Updated Record")
-        .otherwise("New Record")
-        .alias("RecordChangeStatus"),
+        *ic.new_version_columns(log_text, F.col("_old_exists")),
         F.col(ic.FILE_ORDER),
         F.col(RESOLVED),
         F.col(IS_PTD),
