@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test install lint
+.PHONY: run test install lint wheel
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/patronage run $(ARGS)
+
+# The bundle's artifact build (databricks.yml) runs this, so `databricks bundle
+# deploy` works from a fresh clone whatever python3 is first on PATH.
+wheel: $(STAMP)
+	$(VENV)/bin/python -m build --wheel
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests

@@ -75,8 +75,14 @@ def wheel_task_problems(
     return problems
 
 
-def undefined_variable_problems(config: Mapping[str, Any], target: str) -> list[str]:
-    """Every ${var.X} used anywhere is declared and has a value for ``target``."""
+def undefined_variable_problems(
+    config: Mapping[str, Any], target: str, supplied: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Every ${var.X} used anywhere is declared and has a value for ``target``.
+
+    ``supplied`` are the values a deployer passes with ``--var`` (variables
+    declared without a default on purpose, such as the service principal).
+    """
     declared = config.get("variables") or {}
     used = runner.find_var_references({k: v for k, v in config.items() if k != "variables"})
     used |= runner.find_var_references(
@@ -84,7 +90,7 @@ def undefined_variable_problems(config: Mapping[str, Any], target: str) -> list[
     )
     problems = [f"${{var.{n}}} is used but not declared" for n in sorted(used - set(declared))]
     try:
-        values = runner.target_variables(config, target)
+        values = runner.target_variables(config, target, supplied)
     except runner.RunnerError as exc:
         return [*problems, f"target {target}: {exc}"]
     for name in sorted(used & set(declared)):
@@ -174,6 +180,8 @@ def _jobs_in(path: Path) -> list[str]:
 
 
 JOBS = [(p.name, key) for p in JOB_FILES for key in _jobs_in(p)]
+#: What a deployer of staging or prod must pass (no default on purpose).
+DEPLOY_TIME_VARIABLES = {"service_principal": "aaaaaaaa-bbbb-4ccc-dddd-eeeeeeeeeeee"}
 
 
 @pytest.fixture(scope="session")
@@ -242,7 +250,7 @@ def test_job_yaml_loads_into_the_databricks_bundles_job_model(file, job_key, tar
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_variable_used_is_defined_for_every_target(target):
-    assert undefined_variable_problems(CONFIG, target) == []
+    assert undefined_variable_problems(CONFIG, target, DEPLOY_TIME_VARIABLES) == []
     # And nothing is left unresolved once the target's values are in.
     for _, job_key in JOBS:
         leftovers = runner.find_var_references(_resolved_job(target, job_key))

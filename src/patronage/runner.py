@@ -325,8 +325,16 @@ class Bundle:
             raise RunnerError(
                 f"job '{key}' is not defined under resources/; jobs: {', '.join(jobs) or '(none)'}"
             )
-        resolver = _Resolver(self.variables, self.name, self.target)
-        return resolver.resolve(copy.deepcopy(jobs[key]))
+        return self.resolve(jobs[key])
+
+    def resolve(self, obj: Any) -> Any:
+        """A copy of ``obj`` with ``${var.*}`` and ``${bundle.*}`` resolved for this target."""
+        return _Resolver(self.variables, self.name, self.target).resolve(copy.deepcopy(obj))
+
+    def target_setting(self, key: str) -> Any:
+        """A top-level setting (``run_as``, ``permissions``...) as the target overrides it."""
+        target = (self.config.get("targets") or {}).get(self.target) or {}
+        return self.resolve(target[key] if key in target else self.config.get(key))
 
 
 def load_bundle(

@@ -1,0 +1,365 @@
+"""The bundle as the real Databricks CLI reads it.
+
+The pinned CLI, built from its Go module by ``tools/databricks-cli/build.sh``,
+validates every deploy target with ``--strict`` and deploys dev and prod to the
+CLI's own workspace stand-in (``libs/testserver``, served on 127.0.0.1). The
+deployed jobs, as ``databricks jobs get`` returns them, are then compared with
+what the local runner reads from the same YAML, and the runner's variable
+values with the CLI's: one source of truth, two readers that must agree.
+
+The stand-in's ``bundle run`` reports SUCCESS without running the wheel, so
+nothing here runs the job: the end-to-end tests do that locally.
+
+Select these tests alone with ``pytest -m databricks_cli``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from patronage import runner
+
+pytestmark = pytest.mark.databricks_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD_SCRIPT = ROOT / "tools" / "databricks-cli" / "build.sh"
+#: The identity the stand-in gives a token starting with "dbapi1": a service principal.
+SERVICE_PRINCIPAL = "aaaaaaaa-bbbb-4ccc-dddd-eeeeeeeeeeee"
+DEPLOY_TARGETS = ("dev", "staging", "prod")
+#: staging and prod are deployed and run by their service principal (README).
+DEPLOYED_BY_SERVICE_PRINCIPAL = {"staging", "prod"}
+DIAGNOSTIC_PREFIXES = ("Error:", "Warning:", "Recommendation:")
+
+
+# --------------------------------------------------------------------------
+# The CLI and the stand-in
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabricksCli:
+    """The pinned CLI pointed at the stand-in, with one token (one fake workspace)."""
+
+    binary: Path
+    host: str
+    token: str
+    config_file: Path
+
+    def env(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DATABRICKS_", "BUNDLE_VAR_", "ARM_", "AZURE_"))
+        }
+        env.update(
+            DATABRICKS_HOST=self.host,
+            DATABRICKS_TOKEN=self.token,
+            # No profile of the machine's user may leak into the tests.
+            DATABRICKS_CONFIG_FILE=str(self.config_file),
+            # Deploys through the Jobs API directly; the Terraform engine would
+            # download Terraform, which cannot be reached here.
+            DATABRICKS_BUNDLE_ENGINE="direct",
+        )
+        return env
+
+    def run(
+        self, *args: str, cwd: Path = ROOT, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(self.binary), *args],
+            cwd=cwd,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"databricks {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return proc
+
+    def as_identity(self, service_principal: bool) -> DatabricksCli:
+        """The same stand-in as a human user or as the service principal (a new workspace)."""
+        prefix = "dbapi1" if service_principal else "dbapi0"
+        return dataclasses.replace(self, token=f"{prefix}{uuid.uuid4().hex}")
+
+
+@pytest.fixture(scope="session")
+def cli_tools() -> Path:
+    """The directory with the built ``databricks`` and ``standin`` binaries."""
+    if shutil.which("go") is None and not os.environ.get("PATRONAGE_DATABRICKS_CLI_DIR"):
+        message = "Go is not installed: the Databricks CLI is built from its Go module"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (.ci/run installs it)")
+        pytest.skip(message + "; install Go, or run .ci/run")
+    if os.environ.get("PATRONAGE_DATABRICKS_CLI_DIR"):
+        return Path(os.environ["PATRONAGE_DATABRICKS_CLI_DIR"])
+    proc = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1800
+    )
+    assert proc.returncode == 0, f"{BUILD_SCRIPT} failed:\n{proc.stderr}"
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def standin(cli_tools: Path) -> Iterator[str]:
+    """The workspace stand-in's base URL, for the whole session."""
+    proc = subprocess.Popen(
+        [str(cli_tools / "standin")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    first = proc.stdout.readline().split()
+    try:
+        assert first[:1] == ["URL"] and first[1].startswith("http://127.0.0.1:"), first
+        yield first[1]
+    finally:
+        proc.stdin.close()  # the stand-in stops when its input closes
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def cli(cli_tools: Path, standin: str, tmp_path_factory) -> DatabricksCli:
+    config = tmp_path_factory.mktemp("databrickscfg") / "none.cfg"
+    return DatabricksCli(cli_tools / "databricks", standin, "unused", config)
+
+
+def identity_for(target: str) -> bool:
+    return target in DEPLOYED_BY_SERVICE_PRINCIPAL
+
+
+def var_args(target: str) -> list[str]:
+    if target in DEPLOYED_BY_SERVICE_PRINCIPAL:
+        return ["--var", f"service_principal={SERVICE_PRINCIPAL}"]
+    return []
+
+
+# --------------------------------------------------------------------------
+# Checkers: each returns a list of problems (empty = fine)
+# --------------------------------------------------------------------------
+
+
+def dag_problems(jobs: Mapping[str, Any]) -> list[str]:
+    """The runner's DAG rules on a reading of the jobs (unknown task, cycle, run_if)."""
+    problems = []
+    for key, job in sorted(jobs.items()):
+        try:
+            runner.topological_order(runner.job_tasks(job))
+        except runner.RunnerError as exc:
+            problems.append(f"job {key}: {exc}")
+    return problems
+
+
+def validate_problems(
+    cli: DatabricksCli, bundle_dir: Path, target: str, extra: Sequence[str] = ()
+) -> list[str]:
+    """What ``bundle validate --strict`` reports, plus the DAG rules on the CLI's own reading.
+
+    The CLI does not check that a task's ``depends_on`` names a task of the
+    job; the runner's rules, applied to the configuration as the CLI resolved
+    it, do.
+    """
+    proc = cli.run(
+        "bundle", "validate", "--strict", "-t", target, "-o", "json", *extra,
+        cwd=bundle_dir, check=False,
+    )  # fmt: skip
+    problems = [
+        line.strip() for line in proc.stderr.splitlines() if line.startswith(DIAGNOSTIC_PREFIXES)
+    ]
+    if proc.returncode != 0:
+        problems.append(f"bundle validate exited {proc.returncode}")
+    try:
+        resolved = json.loads(proc.stdout)
+    except ValueError:
+        return [*problems, "bundle validate printed no configuration"]
+    problems += dag_problems((resolved.get("resources") or {}).get("jobs") or {})
+    return problems
+
+
+def job_contract(job: Mapping[str, Any]) -> dict[str, Any]:
+    """What both the Jobs service and the local runner act on, in one comparable shape."""
+    tasks = {}
+    for task in job.get("tasks") or []:
+        wheel = task.get("python_wheel_task") or {}
+        tasks[task["task_key"]] = {
+            "depends_on": sorted(d["task_key"] for d in task.get("depends_on") or []),
+            "run_if": task.get("run_if") or "ALL_SUCCESS",
+            "package_name": wheel.get("package_name"),
+            "entry_point": wheel.get("entry_point"),
+            "named_parameters": wheel.get("named_parameters"),
+        }
+    notifications = job.get("email_notifications") or {}
+    return {
+        "tasks": tasks,
+        "parameters": {p["name"]: p.get("default") for p in job.get("parameters") or []},
+        "schedule": job.get("schedule"),
+        "email_notifications": {k: v for k, v in notifications.items() if v},
+    }
+
+
+def broken_copy(tmp_path: Path, edit_file: str, old: str, new: str) -> Path:
+    """The bundle's files as git sees them, with one deliberate mistake in ``edit_file``."""
+    copy_dir = tmp_path / "bundle"
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (copy_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy_dir / name)
+    path = copy_dir / edit_file
+    text = path.read_text()
+    assert old in text, f"{edit_file} no longer contains {old!r}; update the test"
+    path.write_text(text.replace(old, new, 1))
+    return copy_dir
+
+
+# --------------------------------------------------------------------------
+# The product's bundle, as the CLI reads it
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", DEPLOY_TARGETS)
+def test_bundle_validates_strictly_with_no_warning_or_recommendation(cli, target):
+    cli = cli.as_identity(service_principal=identity_for(target))
+    assert validate_problems(cli, ROOT, target, var_args(target)) == []
+
+
+@pytest.mark.parametrize("target", sorted(DEPLOYED_BY_SERVICE_PRINCIPAL))
+def test_a_production_target_without_its_service_principal_is_refused_clearly(cli, target):
+    cli = cli.as_identity(service_principal=True)
+    problems = validate_problems(cli, ROOT, target)
+    assert any("no value assigned to required variable service_principal" in p for p in problems)
+
+
+def test_a_production_target_deployed_by_someone_else_is_flagged(cli):
+    # A person deploying prod would not be in its permissions: the CLI says so.
+    human = cli.as_identity(service_principal=False)
+    problems = validate_problems(human, ROOT, "prod", var_args("prod"))
+    assert any("current deployment identity" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("edit_file", "old", "new", "expected"),
+    [
+        pytest.param(
+            "databricks.yml", "level: CAN_RUN", "level: CAN_MANAGE_RUN",
+            "invalid permission level", id="invalid-permission-level",
+        ),
+        pytest.param(
+            "resources/patronage_pipeline.job.yml", "      max_concurrent_runs: 1\n",
+            "      max_concurrent_runs: 1\n      max_concurent_runs: 1\n",
+            "unknown field: max_concurent_runs", id="unknown-key",
+        ),
+        pytest.param(
+            "resources/patronage_pipeline.job.yml", "            - task_key: edipi_backfill\n",
+            "            - task_key: edipi_backfil\n",
+            "depends on unknown task 'edipi_backfil'", id="missing-upstream-task",
+        ),
+    ],
+)  # fmt: skip
+def test_a_deliberately_broken_copy_fails_validation(cli, tmp_path, edit_file, old, new, expected):
+    bundle_dir = broken_copy(tmp_path, edit_file, old, new)
+    cli = cli.as_identity(service_principal=True)
+    problems = validate_problems(cli, bundle_dir, "prod", var_args("prod"))
+    assert any(expected in p for p in problems), problems
+    # The unbroken copy passes, so it is the edit that the check caught.
+    clean_dir = broken_copy(tmp_path / "clean", edit_file, old, old)
+    assert validate_problems(cli, clean_dir, "prod", var_args("prod")) == []
+
+
+@pytest.mark.parametrize("target", ["local", *DEPLOY_TARGETS])
+def test_the_runner_resolves_every_variable_as_the_cli_does(cli, target):
+    cli = cli.as_identity(service_principal=identity_for(target))
+    proc = cli.run("bundle", "validate", "-t", target, "-o", "json", *var_args(target))
+    by_cli = {
+        name: spec.get("value") for name, spec in json.loads(proc.stdout)["variables"].items()
+    }
+    supplied = {"service_principal": SERVICE_PRINCIPAL} if var_args(target) else {}
+    by_runner = runner.load_bundle(ROOT, target, variables=supplied).variables
+    assert by_runner == by_cli
+
+
+# --------------------------------------------------------------------------
+# Deployed: the Jobs service's reading against the runner's
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Deployment:
+    target: str
+    cli: DatabricksCli
+    job_ids: dict[str, str]
+
+    def job(self, key: str) -> dict[str, Any]:
+        proc = self.cli.run("jobs", "get", self.job_ids[key], "-o", "json")
+        return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def deployments(cli) -> dict[str, Deployment]:
+    out = {}
+    for target in ("dev", "prod"):
+        as_target = cli.as_identity(service_principal=identity_for(target))
+        as_target.run("bundle", "deploy", "-t", target, *var_args(target))
+        summary = as_target.run("bundle", "summary", "-t", target, "-o", "json", *var_args(target))
+        jobs = json.loads(summary.stdout)["resources"]["jobs"]
+        out[target] = Deployment(target, as_target, {k: str(v["id"]) for k, v in jobs.items()})
+    return out
+
+
+JOB_KEYS = sorted(
+    key
+    for path in (ROOT / "resources").glob("*.yml")
+    for key in ((yaml.safe_load(path.read_text()) or {}).get("resources") or {}).get("jobs") or {}
+)
+
+
+@pytest.mark.parametrize("job_key", JOB_KEYS)
+@pytest.mark.parametrize("target", ["dev", "prod"])
+def test_the_deployed_job_is_the_job_the_local_runner_runs(deployments, target, job_key):
+    deployed = deployments[target].job(job_key)
+    supplied = {"service_principal": SERVICE_PRINCIPAL} if var_args(target) else {}
+    bundle = runner.load_bundle(ROOT, target, variables=supplied)
+    assert job_contract(deployed["settings"]) == job_contract(bundle.job(job_key))
+    assert dag_problems({job_key: deployed["settings"]}) == []
+
+
+@pytest.mark.parametrize("job_key", JOB_KEYS)
+def test_prod_runs_unpaused_as_its_service_principal_and_dev_paused_as_its_deployer(
+    deployments, job_key
+):
+    prod = deployments["prod"].job(job_key)
+    assert prod["settings"]["schedule"]["pause_status"] == "UNPAUSED"
+    assert prod["settings"]["run_as"] == {"service_principal_name": SERVICE_PRINCIPAL}
+    assert prod["run_as_user_name"] == SERVICE_PRINCIPAL
+    bundle = runner.load_bundle(ROOT, "prod", variables={"service_principal": SERVICE_PRINCIPAL})
+    assert bundle.target_setting("run_as") == prod["settings"]["run_as"]
+
+    dev = deployments["dev"].job(job_key)
+    assert dev["settings"]["schedule"]["pause_status"] == "PAUSED"
+    assert dev["run_as_user_name"] == "tester@databricks.com"
+    on_failure = dev["settings"]["email_notifications"]["on_failure"]
+    assert on_failure == ["patronage-oncall@example.va.gov"]
