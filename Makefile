@@ -2,7 +2,7 @@
 # (a virtualenv under .venv with the pinned packages) on a fresh machine with
 # Python 3.11 and Java 17; Spark fetches the Delta jars on first use.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: run test install lint wheel

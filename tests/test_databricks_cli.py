@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = ROOT / "tools" / "databricks-cli" / "build.sh"
 #: The identity the stand-in gives a token starting with "dbapi1": a service principal.
 SERVICE_PRINCIPAL = "aaaaaaaa-bbbb-4ccc-dddd-eeeeeeeeeeee"
+#: The SQL warehouse every fake workspace of the stand-in has.
+STANDIN_WAREHOUSE_ID = "8ec9edc1-db0c-40df-af8d-7580020fe61e"
 DEPLOY_TARGETS = ("dev", "staging", "prod")
 #: staging and prod are deployed and run by their service principal (README).
 DEPLOYED_BY_SERVICE_PRINCIPAL = {"staging", "prod"}
@@ -55,6 +57,7 @@ class DatabricksCli:
     host: str
     token: str
     config_file: Path
+    extra_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         env = {
@@ -71,6 +74,7 @@ class DatabricksCli:
             # download Terraform, which cannot be reached here.
             DATABRICKS_BUNDLE_ENGINE="direct",
         )
+        env.update(self.extra_env)
         return env
 
     def run(
@@ -148,10 +152,22 @@ def identity_for(target: str) -> bool:
     return target in DEPLOYED_BY_SERVICE_PRINCIPAL
 
 
-def var_args(target: str) -> list[str]:
+def deploy_variables(target: str) -> dict[str, str]:
+    """What a deployer passes with ``--var``: the service principal where required, and
+    the stand-in's SQL warehouse (the bundle looks one up by a name the stand-in lacks)."""
+    values = {"warehouse_id": STANDIN_WAREHOUSE_ID}
     if target in DEPLOYED_BY_SERVICE_PRINCIPAL:
-        return ["--var", f"service_principal={SERVICE_PRINCIPAL}"]
-    return []
+        values["service_principal"] = SERVICE_PRINCIPAL
+    return values
+
+
+def var_args(target: str, omit: Sequence[str] = ()) -> list[str]:
+    return [
+        arg
+        for name, value in deploy_variables(target).items()
+        if name not in omit
+        for arg in ("--var", f"{name}={value}")
+    ]
 
 
 # --------------------------------------------------------------------------
@@ -217,9 +233,12 @@ def job_contract(job: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def broken_copy(tmp_path: Path, edit_file: str, old: str, new: str) -> Path:
-    """The bundle's files as git sees them, with one deliberate mistake in ``edit_file``."""
-    copy_dir = tmp_path / "bundle"
+def bundle_copy(dest: Path) -> Path:
+    """The bundle's files as git sees them, copied to ``dest``.
+
+    Deploying from a copy keeps the CLI's local deployment state (``.databricks/``)
+    and the built wheel out of the working tree.
+    """
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT, capture_output=True, text=True, check=True,
@@ -227,8 +246,14 @@ def broken_copy(tmp_path: Path, edit_file: str, old: str, new: str) -> Path:
     for name in filter(None, listed.split("\0")):
         source = ROOT / name
         if source.is_file():
-            (copy_dir / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, copy_dir / name)
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+def broken_copy(tmp_path: Path, edit_file: str, old: str, new: str) -> Path:
+    """A copy of the bundle with one deliberate mistake in ``edit_file``."""
+    copy_dir = bundle_copy(tmp_path / "bundle")
     path = copy_dir / edit_file
     text = path.read_text()
     assert old in text, f"{edit_file} no longer contains {old!r}; update the test"
@@ -250,15 +275,18 @@ def test_bundle_validates_strictly_with_no_warning_or_recommendation(cli, target
 @pytest.mark.parametrize("target", sorted(DEPLOYED_BY_SERVICE_PRINCIPAL))
 def test_a_production_target_without_its_service_principal_is_refused_clearly(cli, target):
     cli = cli.as_identity(service_principal=True)
-    problems = validate_problems(cli, ROOT, target)
-    assert any("no value assigned to required variable service_principal" in p for p in problems)
+    problems = validate_problems(cli, ROOT, target, var_args(target, omit=["service_principal"]))
+    assert any("no value assigned to required variable service_principal" in p for p in problems), (
+        problems
+    )
 
 
-def test_a_production_target_deployed_by_someone_else_is_flagged(cli):
-    # A person deploying prod would not be in its permissions: the CLI says so.
+def test_a_production_target_deployed_by_someone_else_is_refused(cli):
+    # A person deploying prod would own the dashboard while the job runs as the
+    # principal, and would not be in the permissions: the CLI refuses.
     human = cli.as_identity(service_principal=False)
     problems = validate_problems(human, ROOT, "prod", var_args("prod"))
-    assert any("current deployment identity" in p for p in problems)
+    assert any("run_as" in p or "current deployment identity" in p for p in problems), problems
 
 
 @pytest.mark.parametrize(
@@ -297,8 +325,7 @@ def test_the_runner_resolves_every_variable_as_the_cli_does(cli, target):
     by_cli = {
         name: spec.get("value") for name, spec in json.loads(proc.stdout)["variables"].items()
     }
-    supplied = {"service_principal": SERVICE_PRINCIPAL} if var_args(target) else {}
-    by_runner = runner.load_bundle(ROOT, target, variables=supplied).variables
+    by_runner = runner.load_bundle(ROOT, target, variables=deploy_variables(target)).variables
     assert by_runner == by_cli
 
 
@@ -312,6 +339,7 @@ class Deployment:
     target: str
     cli: DatabricksCli
     job_ids: dict[str, str]
+    dashboard_ids: dict[str, str]
 
     def job(self, key: str) -> dict[str, Any]:
         proc = self.cli.run("jobs", "get", self.job_ids[key], "-o", "json")
@@ -319,14 +347,24 @@ class Deployment:
 
 
 @pytest.fixture(scope="session")
-def deployments(cli) -> dict[str, Deployment]:
+def deployments(cli, tmp_path_factory) -> dict[str, Deployment]:
+    bundle_dir = bundle_copy(tmp_path_factory.mktemp("deploy"))
     out = {}
     for target in ("dev", "prod"):
         as_target = cli.as_identity(service_principal=identity_for(target))
-        as_target.run("bundle", "deploy", "-t", target, *var_args(target))
-        summary = as_target.run("bundle", "summary", "-t", target, "-o", "json", *var_args(target))
-        jobs = json.loads(summary.stdout)["resources"]["jobs"]
-        out[target] = Deployment(target, as_target, {k: str(v["id"]) for k, v in jobs.items()})
+        # `make wheel` builds in the copy with the project's own environment.
+        as_target = dataclasses.replace(as_target, extra_env={"VENV": str(ROOT / ".venv")})
+        as_target.run("bundle", "deploy", "-t", target, *var_args(target), cwd=bundle_dir)
+        summary = as_target.run(
+            "bundle", "summary", "-t", target, "-o", "json", *var_args(target), cwd=bundle_dir
+        )
+        resources = json.loads(summary.stdout)["resources"]
+        out[target] = Deployment(
+            target,
+            as_target,
+            {k: str(v["id"]) for k, v in resources["jobs"].items()},
+            {k: str(v["id"]) for k, v in resources["dashboards"].items()},
+        )
     return out
 
 
@@ -341,8 +379,7 @@ JOB_KEYS = sorted(
 @pytest.mark.parametrize("target", ["dev", "prod"])
 def test_the_deployed_job_is_the_job_the_local_runner_runs(deployments, target, job_key):
     deployed = deployments[target].job(job_key)
-    supplied = {"service_principal": SERVICE_PRINCIPAL} if var_args(target) else {}
-    bundle = runner.load_bundle(ROOT, target, variables=supplied)
+    bundle = runner.load_bundle(ROOT, target, variables=deploy_variables(target))
     assert job_contract(deployed["settings"]) == job_contract(bundle.job(job_key))
     assert dag_problems({job_key: deployed["settings"]}) == []
 
@@ -355,7 +392,7 @@ def test_prod_runs_unpaused_as_its_service_principal_and_dev_paused_as_its_deplo
     assert prod["settings"]["schedule"]["pause_status"] == "UNPAUSED"
     assert prod["settings"]["run_as"] == {"service_principal_name": SERVICE_PRINCIPAL}
     assert prod["run_as_user_name"] == SERVICE_PRINCIPAL
-    bundle = runner.load_bundle(ROOT, "prod", variables={"service_principal": SERVICE_PRINCIPAL})
+    bundle = runner.load_bundle(ROOT, "prod", variables=deploy_variables("prod"))
     assert bundle.target_setting("run_as") == prod["settings"]["run_as"]
 
     dev = deployments["dev"].job(job_key)
@@ -363,3 +400,19 @@ def test_prod_runs_unpaused_as_its_service_principal_and_dev_paused_as_its_deplo
     assert dev["run_as_user_name"] == "tester@databricks.com"
     on_failure = dev["settings"]["email_notifications"]["on_failure"]
     assert on_failure == ["patronage-oncall@example.va.gov"]
+
+
+@pytest.mark.parametrize("target", ["dev", "prod"])
+def test_the_operations_dashboard_deploys_with_every_dataset_on_the_target_schema(
+    deployments, target
+):
+    deployment = deployments[target]
+    assert set(deployment.dashboard_ids) == {"patronage_operations"}
+    proc = deployment.cli.run(
+        "lakeview", "get", deployment.dashboard_ids["patronage_operations"], "-o", "json"
+    )
+    deployed = json.loads(proc.stdout)
+    assert deployed["warehouse_id"] == STANDIN_WAREHOUSE_ID
+    shipped = json.loads((ROOT / "resources" / "patronage_operations.lvdash.json").read_text())
+    datasets = json.loads(deployed["serialized_dashboard"])["datasets"]
+    assert [d["name"] for d in datasets] == [d["name"] for d in shipped["datasets"]]
