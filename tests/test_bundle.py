@@ -93,7 +93,9 @@ def undefined_variable_problems(
         values = runner.target_variables(config, target, supplied)
     except runner.RunnerError as exc:
         return [*problems, f"target {target}: {exc}"]
-    for name in sorted(used & set(declared)):
+    # A lookup (a SQL warehouse by name, say) is resolved by the CLI at deploy time.
+    looked_up = {n for n, spec in declared.items() if isinstance(spec, dict) and "lookup" in spec}
+    for name in sorted(used & set(declared) - looked_up):
         if name not in values:
             problems.append(f"target {target}: variable '{name}' is used but has no value")
     return problems
@@ -147,7 +149,7 @@ def target_problems(config: Mapping[str, Any]) -> list[str]:
     problems = []
     if "local" not in targets:
         problems.append("there is no local target")
-    if runner.default_target(config) == "local":
+    if (targets.get("local") or {}).get("default") is True:
         problems.append("the local target is the default target")
     defaults = [n for n, t in targets.items() if isinstance(t, dict) and t.get("default") is True]
     if len(defaults) != 1:

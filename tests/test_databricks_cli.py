@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import subprocess
+import tomllib
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -36,11 +37,16 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = ROOT / "tools" / "databricks-cli" / "build.sh"
 #: The identity the stand-in gives a token starting with "dbapi1": a service principal.
 SERVICE_PRINCIPAL = "aaaaaaaa-bbbb-4ccc-dddd-eeeeeeeeeeee"
+WHEEL_NAME = "patronage-{}-py3-none-any.whl".format(
+    tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+)
 #: The SQL warehouse every fake workspace of the stand-in has.
 STANDIN_WAREHOUSE_ID = "8ec9edc1-db0c-40df-af8d-7580020fe61e"
-DEPLOY_TARGETS = ("dev", "staging", "prod")
-#: staging and prod are deployed and run by their service principal (README).
-DEPLOYED_BY_SERVICE_PRINCIPAL = {"staging", "prod"}
+DEPLOY_TARGETS = ("dev", "staging", "prod", "prod_uc")
+#: The production targets are deployed and run by their service principal (README).
+DEPLOYED_BY_SERVICE_PRINCIPAL = {"staging", "prod", "prod_uc"}
+#: Deployed to the stand-in: development, classic production, Unity Catalog + serverless.
+DEPLOYED = ("dev", "prod", "prod_uc")
 DIAGNOSTIC_PREFIXES = ("Error:", "Warning:", "Recommendation:")
 
 
@@ -112,9 +118,7 @@ def cli_tools() -> Path:
         pytest.skip(message + "; install Go, or run .ci/run")
     if os.environ.get("PATRONAGE_DATABRICKS_CLI_DIR"):
         return Path(os.environ["PATRONAGE_DATABRICKS_CLI_DIR"])
-    proc = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1800
-    )
+    proc = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, f"{BUILD_SCRIPT} failed:\n{proc.stderr}"
     return Path(proc.stdout.strip().splitlines()[-1])
 
@@ -349,8 +353,15 @@ class Deployment:
 @pytest.fixture(scope="session")
 def deployments(cli, tmp_path_factory) -> dict[str, Deployment]:
     bundle_dir = bundle_copy(tmp_path_factory.mktemp("deploy"))
+    # `make wheel` in the copy uses the project's environment; were it out of date
+    # with pyproject.toml, make would reinstall it from the copy. Refuse instead.
+    checksum = subprocess.run(
+        ["cksum", "pyproject.toml"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()[0]
+    if not (ROOT / ".venv" / f".installed-{checksum}").exists():
+        pytest.fail(".venv is out of date with pyproject.toml: run `make install` first")
     out = {}
-    for target in ("dev", "prod"):
+    for target in DEPLOYED:
         as_target = cli.as_identity(service_principal=identity_for(target))
         # `make wheel` builds in the copy with the project's own environment.
         as_target = dataclasses.replace(as_target, extra_env={"VENV": str(ROOT / ".venv")})
@@ -376,7 +387,7 @@ JOB_KEYS = sorted(
 
 
 @pytest.mark.parametrize("job_key", JOB_KEYS)
-@pytest.mark.parametrize("target", ["dev", "prod"])
+@pytest.mark.parametrize("target", DEPLOYED)
 def test_the_deployed_job_is_the_job_the_local_runner_runs(deployments, target, job_key):
     deployed = deployments[target].job(job_key)
     bundle = runner.load_bundle(ROOT, target, variables=deploy_variables(target))
@@ -402,7 +413,7 @@ def test_prod_runs_unpaused_as_its_service_principal_and_dev_paused_as_its_deplo
     assert on_failure == ["patronage-oncall@example.va.gov"]
 
 
-@pytest.mark.parametrize("target", ["dev", "prod"])
+@pytest.mark.parametrize("target", DEPLOYED)
 def test_the_operations_dashboard_deploys_with_every_dataset_on_the_target_schema(
     deployments, target
 ):
@@ -416,3 +427,54 @@ def test_the_operations_dashboard_deploys_with_every_dataset_on_the_target_schem
     shipped = json.loads((ROOT / "resources" / "patronage_operations.lvdash.json").read_text())
     datasets = json.loads(deployed["serialized_dashboard"])["datasets"]
     assert [d["name"] for d in datasets] == [d["name"] for d in shipped["datasets"]]
+
+
+@pytest.mark.parametrize("job_key", JOB_KEYS)
+def test_classic_targets_run_on_a_job_cluster_with_the_wheel_as_a_library(deployments, job_key):
+    settings = deployments["prod"].job(job_key)["settings"]
+    assert [c["new_cluster"]["spark_version"] for c in settings["job_clusters"]] == [
+        "17.3.x-scala2.13"
+    ]
+    assert not settings.get("environments")
+    for task in settings["tasks"]:
+        assert task["job_cluster_key"] == settings["job_clusters"][0]["job_cluster_key"]
+        assert [lib["whl"].rsplit("/", 1)[-1] for lib in task["libraries"]] == [WHEEL_NAME]
+        assert not task.get("environment_key")
+
+
+@pytest.mark.parametrize("job_key", JOB_KEYS)
+def test_the_unity_catalog_target_runs_serverless_with_the_wheel_in_its_environment(
+    deployments, job_key
+):
+    settings = deployments["prod_uc"].job(job_key)["settings"]
+    assert not settings.get("job_clusters")
+    (environment,) = settings["environments"]
+    dependencies = environment["spec"]["dependencies"]
+    assert [d.rsplit("/", 1)[-1] for d in dependencies] == [WHEEL_NAME]
+    for task in settings["tasks"]:
+        assert task["environment_key"] == environment["environment_key"]
+        assert not task.get("job_cluster_key") and not task.get("libraries")
+        assert not task.get("new_cluster") and not task.get("existing_cluster_id")
+
+
+def test_the_unity_catalog_target_creates_its_schema_and_volume_for_engineers_only(deployments):
+    deployment = deployments["prod_uc"]
+    bundle = runner.load_bundle(ROOT, "prod_uc", variables=deploy_variables("prod_uc"))
+    catalog, schema = bundle.variables["catalog"], bundle.variables["schema"]
+    found = json.loads(
+        deployment.cli.run("schemas", "get", f"{catalog}.{schema}", "-o", "json").stdout
+    )
+    assert found["full_name"] == f"{catalog}.{schema}"
+    volume = json.loads(
+        deployment.cli.run(
+            "volumes", "read", f"{catalog}.{schema}.dmdc_exports", "-o", "json"
+        ).stdout
+    )
+    assert volume["volume_type"] == "MANAGED"
+    assert bundle.variables["export_dir"].startswith(f"/Volumes/{catalog}/{schema}/dmdc_exports/")
+    grants = json.loads(
+        deployment.cli.run("grants", "get", "schema", f"{catalog}.{schema}", "-o", "json").stdout
+    )
+    assert {g["principal"] for g in grants.get("privilege_assignments", [])} == {
+        "patronage-engineers"
+    }

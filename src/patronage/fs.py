@@ -162,13 +162,25 @@ class DbutilsFileSystem(FileSystem):
 
 
 def get_dbutils(spark):
-    """dbutils when running on Databricks, else ``None``."""
+    """dbutils when running on Databricks, else ``None``.
+
+    Classic clusters have ``pyspark.dbutils``; serverless compute has only the
+    SDK's runtime module. Off Databricks that module would try to build a
+    remote session, so it is only asked where a Databricks Runtime says so.
+    """
     try:
         from pyspark.dbutils import DBUtils  # type: ignore[import-not-found]
 
         return DBUtils(spark)
     except Exception:
+        pass
+    if not os.environ.get("DATABRICKS_RUNTIME_VERSION"):
         return None
+    try:
+        from databricks.sdk.runtime import dbutils  # type: ignore[import-not-found]
+    except Exception:
+        return None
+    return dbutils
 
 
 def filesystem_for(spark) -> FileSystem:
