@@ -25,7 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pyspark.errors import AnalysisException
+
 from patronage import runner
+from patronage.errors import PatronageError
 
 log = logging.getLogger(__name__)
 
@@ -370,20 +373,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().setLevel(level)
     try:
         return int(args.func(args) or 0)
-    except runner.RunnerError as exc:
+    except (PatronageError, runner.RunnerError) as exc:
+        # Ours: the message says what to fix; no traceback for the operator.
         print(f"patronage: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:
-        from patronage.config import ConfigError
-
-        if isinstance(exc, ConfigError):
-            print(f"patronage: {exc}", file=sys.stderr)
-            return 2
-        if type(exc).__name__ in ("AnalysisException", "ParseException"):
-            print(f"patronage: {type(exc).__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
-            return 1
-        raise
-
+    except AnalysisException as exc:  # an operator's SQL that Spark refused
+        print(f"patronage: {type(exc).__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
 
 if __name__ == "__main__":
     sys.exit(main())

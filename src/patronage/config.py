@@ -13,6 +13,8 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 
+from patronage.errors import ConfigError
+
 PROCESSING_MODES = ("update", "rebuild")
 
 #: Settings every task needs (bundle variables and job parameters).
@@ -26,10 +28,6 @@ PATH_SETTINGS = (
     "export_dir",
     "backup_dir",
 )
-
-
-class ConfigError(ValueError):
-    """A task parameter is missing or malformed; the message names it."""
 
 
 def _parse_bool(name: str, raw: str) -> bool:

@@ -15,9 +15,7 @@ import os
 import uuid
 from pathlib import Path
 
-
-class FileSystemError(OSError):
-    """A path could not be read or written; the message names the path."""
+from patronage.errors import FileSystemError
 
 
 @dataclasses.dataclass(frozen=True, order=True)

@@ -30,6 +30,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from patronage import tables as t
+from patronage.errors import MissingColumnsError
 
 ICN = "MVIPersonICN"
 SID = "MVITreatingFacilityInstitutionSID"
@@ -68,10 +69,6 @@ INSTITUTION_SIDS = (5667, 6061, 6722)
 #: Values of ``duplicate_correlations.ambiguity`` (SPEC §3 rule 4).
 AMBIGUOUS_ICN_CODE = "icn_has_multiple_identifiers"
 AMBIGUOUS_IDENTIFIER = "identifier_has_multiple_icns"
-
-
-class MissingColumnsError(ValueError):
-    """An MVI source lacks columns SPEC §2.4 requires; the message names them."""
 
 
 def conform(df: DataFrame, source: str) -> DataFrame:

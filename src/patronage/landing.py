@@ -21,6 +21,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
+from patronage.errors import LandingError
 from patronage.fs import FileSystem
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,6 @@ MVI_SCHEMAS: dict[str, T.StructType] = {
         ]
     ),
 }
-
-
-class LandingError(ValueError):
-    """A fixture file is missing or malformed; the message names it."""
 
 
 def mtime_from_name(name: str) -> dt.datetime:

@@ -20,6 +20,7 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from patronage import tables as t
+from patronage.errors import IntegrityError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class RunState:
         """Values one upstream task published; error if it published none."""
         values = self.get_all().get(task_key)
         if not values:
-            raise RuntimeError(
+            raise IntegrityError(
                 f"task '{task_key}' has published no values for run {self.run_id}; "
                 "run or repair it first"
             )

@@ -36,6 +36,7 @@ from pyspark.sql import functions as F
 from patronage import fs
 from patronage import spark as spark_mod
 from patronage import tables as t
+from patronage.errors import BackupError, ConfigError, MissingInputError
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,6 @@ PUBLISHES = ("triggered", "tables", "reason")
 
 #: The tables SPEC §9.3 backs up, in copy order.
 BACKUP_TABLES = (t.PATRONAGE_UNIFIED, t.DMDC_CHECKPOINT, t.PIPELINE_LOG)
-
-
-class BackupError(RuntimeError):
-    """A copy does not match its source; the message names table and figures."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +80,7 @@ def fingerprint(df: DataFrame) -> Fingerprint:
 def backup_path(backup_dir: str, name: str) -> str:
     """Where a table's backup lives: ``<backup_dir>/<table name>``."""
     if "`" in backup_dir:
-        raise ValueError(f"setting 'backup_dir' must not contain a backtick: {backup_dir!r}")
+        raise ConfigError(f"setting 'backup_dir' must not contain a backtick: {backup_dir!r}")
     return backup_dir.rstrip("/") + "/" + name
 
 
@@ -203,11 +200,11 @@ def restore_table(tables: t.Tables, backup_dir: str, name: str) -> dict[str, Any
     restore itself can be undone by time travel.
     """
     if name not in BACKUP_TABLES:
-        raise ValueError(f"no backup is kept for table {name!r}; choose one of {BACKUP_TABLES}")
+        raise ConfigError(f"no backup is kept for table {name!r}; choose one of {BACKUP_TABLES}")
     spark = tables.spark
     path = backup_path(backup_dir, name)
     if not fs.filesystem_for(spark).exists(path + "/_delta_log") and spark_mod.is_local(spark):
-        raise FileNotFoundError(f"no backup of {name} at {path}")
+        raise MissingInputError(f"no backup of {name} at {path}")
     expected = fingerprint(read_backup(spark, path))
     if spark_mod.is_local(spark):
         tables.ensure(name)

@@ -29,6 +29,7 @@ from typing import Any
 from pyspark.sql import functions as F
 
 from patronage import tables as t
+from patronage.errors import RunFailed
 from patronage.task import DURATION_VALUE, ERROR_VALUE, STATUS_VALUE, TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,6 @@ SCHEDULED_TASKS = ("edipi_backfill", "dmdc_export", "backup")
 SUCCESS = "SUCCESS"
 FAILED = "FAILED"
 NOT_RUN = "NOT_RUN"
-
-
-class RunFailed(RuntimeError):
-    """The run had a failed task; raised after its log row is written."""
 
 
 def task_outcomes(values: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str | None]]:

@@ -42,6 +42,7 @@ from pyspark.sql import functions as F
 from patronage import dmdc_format as fmt
 from patronage import rules
 from patronage import tables as t
+from patronage.errors import FreshnessGap
 from patronage.fs import FileSystemError
 from patronage.task import TaskContext, entry_point
 
@@ -78,10 +79,6 @@ MAINTENANCE_OPERATIONS = frozenset(
 
 PASS = "PASS"
 FAIL = "FAIL"
-
-
-class FreshnessGap(RuntimeError):
-    """At least one freshness check failed; the message lists every gap."""
 
 
 @dataclasses.dataclass

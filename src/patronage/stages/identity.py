@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from patronage import fs
 from patronage import identity_rules as rules
 from patronage import tables as t
+from patronage.errors import IdentitySourceError
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,6 @@ SOURCE_SETTINGS = {
     "person": "mvi_person_dir",
     "institution": "mvi_institution_dir",
 }
-
-
-class IdentitySourceError(RuntimeError):
-    """An MVI source cannot be read; the message names the setting and the path."""
 
 
 def read_source(ctx: TaskContext, source: str) -> DataFrame:

@@ -18,6 +18,7 @@ from patronage import change_log as cl
 from patronage import ingest_common as ic
 from patronage import rules
 from patronage import tables as t
+from patronage.errors import InputError, MissingInputError
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -242,10 +243,10 @@ def seed_file(ctx: TaskContext) -> ic.AcceptedFile:
     """The CG seed as the run's file_order 0; a rebuild without a usable seed fails."""
     path = ctx.settings.cg_seed_file
     if not ctx.fs.exists(path):
-        raise FileNotFoundError(f"CG seed file (setting 'cg_seed_file') does not exist: {path}")
+        raise MissingInputError(f"CG seed file (setting 'cg_seed_file') does not exist: {path}")
     header, problem = ic.inspect_file(ctx.fs.read_bytes(path), SEED_COLUMNS)
     if problem is not None:
-        raise ValueError(f"CG seed file {path} cannot be used: {problem}")
+        raise InputError(f"CG seed file {path} cannot be used: {problem}")
     begin = rules.BEGINNING[rules.CG].strftime("%Y-%m-%d %H:%M:%S.%f")
     name = path.rstrip("/").rsplit("/", 1)[-1]
     return ic.AcceptedFile(ic.RunFile(path, name, None, begin, SEED_ORDER), header)

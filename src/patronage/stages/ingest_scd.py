@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from patronage import change_log as cl
 from patronage import ingest_common as ic
 from patronage import tables as t
+from patronage.errors import InputError
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -293,7 +294,7 @@ def pt_sources(ctx: TaskContext, rebuild: bool) -> list[DataFrame]:
     out = []
     for setting, name in names:
         if not ctx.spark.catalog.tableExists(name):
-            raise RuntimeError(f"PT table of setting '{setting}' does not exist: {name}")
+            raise InputError(f"PT table of setting '{setting}' does not exist: {name}")
         out.append(ctx.spark.table(name))
     return out
 

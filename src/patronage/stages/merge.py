@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from patronage import scd2
 from patronage import tables as t
+from patronage.errors import RebuildNotConfirmed
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,6 @@ PUBLISHES: tuple[str, ...] = (
     "superseded_files",
     "merged_files",
 )
-
-
-class RebuildNotConfirmed(RuntimeError):
-    """Rebuild drops the target: it runs only when confirm_rebuild names it."""
 
 
 def merge_marker(run_id: str) -> str:
