@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from patronage import generate as gen
-from patronage import landing
+from patronage.devtools import fixture_landing as landing
+from patronage.devtools import synthetic as gen
 
 START = dt.date(2025, 1, 6)
 

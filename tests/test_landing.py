@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from patronage import landing
+from patronage.devtools import fixture_landing as landing
 from patronage.fs import FileSystem
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

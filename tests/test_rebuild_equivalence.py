@@ -15,7 +15,7 @@ import pytest
 
 from conftest import task_argv
 from patronage import tables as t
-from patronage.landing import land_fixtures
+from patronage.devtools.fixture_landing import land_fixtures
 from patronage.stages import discover, identity, ingest_cg, ingest_scd, merge
 from patronage.task import run_stage
 

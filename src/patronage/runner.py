@@ -819,9 +819,9 @@ def land_local_fixtures(bundle: Bundle, state_dir: Path, spark) -> None:
     if not fixtures.is_dir():
         return
     try:
-        from patronage.landing import land_fixtures
+        from patronage.devtools.fixture_landing import land_fixtures
     except ImportError:
-        log.warning("patronage.landing.land_fixtures is not available; fixtures not landed")
+        log.warning("fixture landing is not available; fixtures not landed")
         return
     land_fixtures(fixtures, state_dir, spark)
 

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from patronage import bench
+    from patronage.devtools import benchmark as bench
     from patronage.spark import get_spark
 
     if args.scale <= 0 or args.repeat < 1 or args.files < 1:

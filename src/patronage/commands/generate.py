@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from patronage.generate import generate
+    from patronage.devtools.synthetic import generate
     from patronage.spark import get_spark
 
     default_out = getattr(args, "state_dir", None) or ".patronage"

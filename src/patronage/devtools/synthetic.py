@@ -1,7 +1,7 @@
 """Synthetic, obviously fake inputs at any size, deterministic for a seed.
 
 Benchmarks and multi-day replays need more data than the fixtures. The output
-has the layout of a landed local state directory (see :mod:`patronage.landing`),
+has the layout of a landed local state directory (see :mod:`patronage.devtools.fixture_landing`),
 so ``patronage run --state-dir <out>`` runs on it directly:
 ``<out>/landing/{scd,cg,seed,mvi}`` and the PT Delta tables under
 ``<out>/warehouse/patronage_sources``.
@@ -30,7 +30,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from patronage import landing
+from patronage.devtools import fixture_landing as landing
 from patronage.fs import FileSystem
 from patronage.stages import ingest_cg, ingest_scd
 
