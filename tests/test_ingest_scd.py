@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from patronage import ingest_common as ic
 from patronage import tables as t
+from patronage.ingest import csv_files
 from patronage.stages import ingest_scd
 from patronage.task import run_stage
 
@@ -449,22 +449,23 @@ def test_scd_rebuild_ignores_target_and_reads_pt_seed_with_delta(spark, tables, 
 
 def test_header_order_and_case_do_not_matter_but_names_must_match():
     expected = ingest_scd.COLUMNS
-    header, problem = ic.check_header(["\ufeffdsbl_dtr_dt", " PTCPNT_ID", "CMBNED_DEGREE_DSBLTY"],
-                                      expected)
+    header, problem = csv_files.check_header(
+        ["\ufeffdsbl_dtr_dt", " PTCPNT_ID", "CMBNED_DEGREE_DSBLTY"], expected
+    )
     assert problem is None and header == ("DSBL_DTR_DT", "PTCPNT_ID", "CMBNED_DEGREE_DSBLTY")
-    _, problem = ic.check_header(["PTCPNT_ID", "PTCPNT_ID", "X"], expected)
+    _, problem = csv_files.check_header(["PTCPNT_ID", "PTCPNT_ID", "X"], expected)
     assert problem is not None
     assert "missing column(s) CMBNED_DEGREE_DSBLTY, DSBL_DTR_DT" in problem
     assert "unexpected column(s) 'X'" in problem and "repeated column(s) PTCPNT_ID" in problem
 
 
 def test_undecodable_or_empty_file_is_refused():
-    _, problem = ic.inspect_file(b"PTCPNT_ID,\xff\n", ingest_scd.COLUMNS)
+    _, problem = csv_files.inspect_file(b"PTCPNT_ID,\xff\n", ingest_scd.COLUMNS)
     assert problem is not None and "UTF-8" in problem
-    _, problem = ic.inspect_file(b"", ingest_scd.COLUMNS)
+    _, problem = csv_files.inspect_file(b"", ingest_scd.COLUMNS)
     assert problem == "has no header line"
     data = ("\ufeff" + HEADER + "\r\n1,2,3").encode()
-    header, problem = ic.inspect_file(data, ingest_scd.COLUMNS)
+    header, problem = csv_files.inspect_file(data, ingest_scd.COLUMNS)
     assert problem is None and header == ingest_scd.COLUMNS
 
 

@@ -776,7 +776,7 @@ def _product_schema(task: TaskDef | None, bundle: Bundle) -> tuple[str, str]:
 
 
 def _run_state(spark, catalog: str, schema: str, run_id: int | str):
-    from patronage.runstate import RunState
+    from patronage.repositories.task_values import RunState
     from patronage.tables import Tables
 
     return RunState(Tables(spark, catalog, schema), str(run_id))

@@ -1,4 +1,4 @@
-"""Task values: what one task tells the tasks after it, for this job run.
+"""Task values ``patronage_task_values``: what one task tells the tasks after it.
 
 The Delta table ``patronage_task_values`` keyed by (job run id, task key,
 name) is the source of truth: it survives a task-level repair because a
@@ -75,6 +75,28 @@ class RunState:
         out: dict[str, dict[str, Any]] = {}
         for r in rows:
             out.setdefault(r["task_key"], {})[r["name"]] = json.loads(r["value_json"])
+        return out
+
+    def published_at(self, name: str, except_task: str) -> list[tuple[Any, dt.datetime]]:
+        """(value, recorded_at) of every value ``name`` of this run, any attempt, any task
+        but ``except_task``."""
+        rows = (
+            self.tables.read(t.TASK_VALUES)
+            .where(
+                (F.col("run_id") == self.run_id)
+                & (F.col("name") == name)
+                & (F.col("task_key") != except_task)
+            )
+            .select("value_json", "recorded_at")
+            .collect()
+        )
+        out = []
+        for r in rows:
+            try:
+                value = json.loads(r["value_json"])
+            except (TypeError, ValueError):
+                value = None
+            out.append((value, r["recorded_at"]))
         return out
 
     def get(self, task_key: str) -> dict[str, Any]:
