@@ -31,3 +31,13 @@ def test_every_module_says_what_it_owns():
             continue
         doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
         assert doc, f"{path.relative_to(SRC)} has no module docstring"
+
+
+def test_the_local_runner_knows_nothing_of_the_product():
+    for path in sorted((SRC / "localjobs").glob("*.py")):
+        foreign = sorted(
+            n
+            for n in _imports(path)
+            if n.startswith("patronage") and not n.startswith("patronage.localjobs")
+        )
+        assert not foreign, f"localjobs/{path.name} imports {foreign}"
