@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test install lint
+.PHONY: run test install lint typecheck
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,5 +22,8 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
 
-test: lint
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: lint typecheck
 	$(VENV)/bin/pytest $(ARGS)

@@ -83,7 +83,7 @@ def _params_parser() -> argparse.ArgumentParser:
 class _CommonSubparsers:
     """Wraps argparse's subparsers so every added parser inherits the common options."""
 
-    def __init__(self, subparsers, parents: list[argparse.ArgumentParser]) -> None:
+    def __init__(self, subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         self._sub = subparsers
         self._parents = parents
 
@@ -91,7 +91,8 @@ class _CommonSubparsers:
         kwargs["parents"] = [*self._parents, *kwargs.get("parents", [])]
         # A command may redefine a common option; its definition wins.
         kwargs.setdefault("conflict_handler", "resolve")
-        return self._sub.add_parser(name, **kwargs)
+        parser: argparse.ArgumentParser = self._sub.add_parser(name, **kwargs)
+        return parser
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sub, name)

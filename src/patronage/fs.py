@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 from patronage.errors import FileSystemError
 
@@ -137,7 +138,7 @@ class FileSystem:
 class DbutilsFileSystem(FileSystem):
     """Databricks adapter for ``dbfs:/`` listing where the FUSE mount is absent."""
 
-    def __init__(self, dbutils) -> None:
+    def __init__(self, dbutils: Any) -> None:
         self._dbutils = dbutils
 
     def list_files(self, directory: str) -> list[FileInfo]:
@@ -159,7 +160,7 @@ class DbutilsFileSystem(FileSystem):
         return out
 
 
-def get_dbutils(spark):
+def get_dbutils(spark: Any) -> Any:
     """dbutils when running on Databricks, else ``None``."""
     try:
         from pyspark.dbutils import DBUtils  # type: ignore[import-not-found]
@@ -169,6 +170,6 @@ def get_dbutils(spark):
         return None
 
 
-def filesystem_for(spark) -> FileSystem:
+def filesystem_for(spark: Any) -> FileSystem:
     dbutils = get_dbutils(spark)
     return DbutilsFileSystem(dbutils) if dbutils is not None else FileSystem()

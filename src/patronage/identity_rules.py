@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -88,7 +88,7 @@ def conform(df: DataFrame, source: str) -> DataFrame:
     )
 
 
-def _present(col: str) -> F.Column:
+def _present(col: str) -> Column:
     return F.col(col).isNotNull() & (F.trim(F.col(col)) != "")
 
 

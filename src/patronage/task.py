@@ -92,7 +92,9 @@ def configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_stage(task_key: str, stage: Stage, argv: Sequence[str], spark=None) -> dict[str, Any]:
+def run_stage(
+    task_key: str, stage: Stage, argv: Sequence[str], spark: Any = None
+) -> dict[str, Any]:
     """Run one stage with parsed settings; publish and return its values."""
     from patronage.spark import get_spark
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 
 def _date(raw: str) -> dt.date:
@@ -14,7 +15,7 @@ def _date(raw: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {raw!r}") from None
 
 
-def register(subparsers) -> None:
+def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "generate",
         help="write synthetic SCD/CG files, PT tables and MVI sources into a state directory",

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from patronage import config
 from patronage import tables as t
+from patronage.errors import BackupError
 from patronage.repositories.ledger import FileLedger
 from patronage.stages import backup
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 RESTORE_MODE = "restore"
 
 
-def register(subparsers) -> None:
+def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "restore",
         help="replace a table from its monthly backup (destructive; asks for confirmation)",
@@ -143,7 +144,7 @@ def main(args: argparse.Namespace) -> int:
     tables = t.Tables(spark, settings.catalog, settings.schema)
     try:
         result = restore(tables, settings.backup_dir, name, run_id)
-    except (FileNotFoundError, backup.BackupError, ValueError) as exc:
+    except (FileNotFoundError, BackupError, ValueError) as exc:
         print(f"restore: FAILED: {exc}", file=sys.stderr)
         return 1
     print(

@@ -17,8 +17,9 @@ import re
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from patronage.errors import LandingError
@@ -162,7 +163,7 @@ def land_mvi(mvi_dir: Path, state_dir: Path, spark: SparkSession) -> None:
         log.info("wrote MVI %s parquet (%d rows)", name, len(rows))
 
 
-def read_csv_rows(path: Path, schema: T.StructType) -> list[tuple]:
+def read_csv_rows(path: Path, schema: T.StructType) -> list[tuple[Any, ...]]:
     """Typed rows of a fixture CSV whose header must be exactly the schema's columns."""
     if not path.exists():
         raise LandingError(f"fixture file is missing: {path}")
@@ -179,7 +180,7 @@ def read_csv_rows(path: Path, schema: T.StructType) -> list[tuple]:
         ]
 
 
-def _convert(raw: str, dtype: T.DataType, path: Path, line: int, column: str):
+def _convert(raw: str, dtype: T.DataType, path: Path, line: int, column: str) -> Any:
     if raw == "":
         return None
     try:
@@ -257,7 +258,7 @@ def register_pt_tables(spark: SparkSession, state_dir: Path) -> None:
 
 
 def write_pt_table(
-    spark: SparkSession, state_dir: Path, name: str, rows: Sequence[tuple], mode: str
+    spark: SparkSession, state_dir: Path, name: str, rows: Sequence[tuple[Any, ...]], mode: str
 ) -> str:
     """Create from scratch (``overwrite``) or append to one PT Delta table."""
     fqn = write_pt_df(spark, state_dir, name, spark.createDataFrame(list(rows), PT_SCHEMA), mode)
@@ -265,7 +266,9 @@ def write_pt_table(
     return fqn
 
 
-def write_pt_df(spark: SparkSession, state_dir: Path, name: str, df, mode: str) -> str:
+def write_pt_df(
+    spark: SparkSession, state_dir: Path, name: str, df: DataFrame, mode: str
+) -> str:
     """Write a PT DataFrame (``PTCPNT_VET_ID``, ``PT_35_FLAG``) to its Delta table.
 
     Data goes to the path, so an append never lands in a same-named table of

@@ -26,8 +26,9 @@ import random
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, TextIO
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from patronage.devtools import fixture_landing as landing
@@ -98,7 +99,7 @@ def _mmddyyyy(d: dt.date) -> str:
     return d.strftime("%m%d%Y")
 
 
-def _open_csv(path: Path):
+def _open_csv(path: Path) -> tuple[TextIO, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(path, "w", newline="", encoding="utf-8")
     return fh, csv.writer(fh, lineterminator="\n")
@@ -155,7 +156,7 @@ def write_scd_file(
     return rows, bad
 
 
-def _bad_scd_row(rng: random.Random, pid, decided: dt.date) -> list[str]:
+def _bad_scd_row(rng: random.Random, pid: object, decided: dt.date) -> list[str]:
     kind = rng.randrange(3)
     if kind == 0:
         return ["", "50", _mmddyyyy(decided)]  # missing_key
@@ -325,12 +326,12 @@ def write_cg_seed(path: Path, caregivers: int, veterans: int, seed: int, start: 
 
 
 # --- MVI and PT (Spark) ------------------------------------------------------------
-def _pct(seed: int, salt: int) -> F.Column:
+def _pct(seed: int, salt: int) -> Column:
     """A deterministic 0..99 bucket per id, independent of partitioning."""
     return F.pmod(F.xxhash64(F.lit(seed), F.lit(salt), F.col("id")), F.lit(100))
 
 
-def _mod_time(seed: int, salt: int) -> F.Column:
+def _mod_time(seed: int, salt: int) -> Column:
     # A time in 2024, stable per id.
     secs = F.pmod(F.xxhash64(F.lit(seed), F.lit(salt), F.col("id")), F.lit(366 * 86_400))
     return F.timestamp_seconds(F.lit(1_704_067_200) + secs)

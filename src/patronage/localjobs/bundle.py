@@ -109,7 +109,7 @@ def load_bundle_config(bundle_dir: str | os.PathLike[str]) -> dict[str, Any]:
 def default_target(config: Mapping[str, Any]) -> str | None:
     for name, target in (config.get("targets") or {}).items():
         if isinstance(target, dict) and target.get("default") is True:
-            return name
+            return str(name)
     return None
 
 
@@ -279,7 +279,8 @@ class Bundle:
                 f"job '{key}' is not defined under resources/; jobs: {', '.join(jobs) or '(none)'}"
             )
         resolver = _Resolver(self.variables, self.name, self.target)
-        return resolver.resolve(copy.deepcopy(jobs[key]))
+        job: dict[str, Any] = resolver.resolve(copy.deepcopy(jobs[key]))
+        return job
 
 
 def load_bundle(

@@ -59,7 +59,8 @@ def load_record(
     path = runs_dir(state_dir) / f"{rid}.json"
     if not path.is_file():
         raise JobsError(f"no record of run {rid} under {runs_dir(state_dir)}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return record
 
 
 def new_run_id(state_dir: str | os.PathLike[str]) -> int:

@@ -30,7 +30,7 @@ MAX_VALUE_BYTES = 48 * 1024
 class RunState:
     """Publish and read task values for one job run."""
 
-    def __init__(self, tables: t.Tables, run_id: str, dbutils=None) -> None:
+    def __init__(self, tables: t.Tables, run_id: str, dbutils: Any = None) -> None:
         self.tables = tables
         self.run_id = run_id
         self._dbutils = dbutils

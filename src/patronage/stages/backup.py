@@ -30,7 +30,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from patronage import fs
@@ -93,7 +93,7 @@ def read_version(tables: t.Tables, name: str, version: int) -> DataFrame:
     return tables.spark.read.format("delta").option("versionAsOf", version).table(tables.fqn(name))
 
 
-def read_backup(spark, path: str) -> DataFrame:
+def read_backup(spark: SparkSession, path: str) -> DataFrame:
     return spark.read.format("delta").load(_spark_path(path))
 
 
@@ -105,14 +105,14 @@ def backup_marker(run_date: str) -> str:
     return f"patronage-backup:{run_date}"
 
 
-def copied_for(spark, path: str) -> str | None:
+def copied_for(spark: SparkSession, path: str) -> str | None:
     """The marker of the backup copy at ``path`` (None when there is no copy)."""
     from delta.tables import DeltaTable
 
     if not DeltaTable.isDeltaTable(spark, _spark_path(path)):
         return None
     rows = DeltaTable.forPath(spark, _spark_path(path)).history(1).select("userMetadata").collect()
-    return rows[0][0] if rows else None
+    return str(rows[0][0]) if rows and rows[0][0] is not None else None
 
 
 def copy_table(tables: t.Tables, name: str, path: str, version: int, marker: str) -> None:

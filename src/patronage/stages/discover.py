@@ -12,12 +12,13 @@ import datetime as dt
 import logging
 from typing import Any
 
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from patronage import rules
 from patronage import tables as t
-from patronage.config import ConfigError
-from patronage.fs import FileInfo, FileSystemError
+from patronage.errors import ConfigError, FileSystemError
+from patronage.fs import FileInfo
 from patronage.repositories.ledger import LedgerStatus, discovery_event
 from patronage.task import TaskContext, entry_point
 
@@ -52,7 +53,7 @@ def require_rebuild_confirmation(mode: str, confirm: str) -> None:
         )
 
 
-def newest_loaded(target) -> dict[str, dt.datetime]:
+def newest_loaded(target: DataFrame) -> dict[str, dt.datetime]:
     """Newest SDP_Event_Created_Timestamp per Batch_CD already in the target."""
     rows = (
         target.groupBy("Batch_CD")

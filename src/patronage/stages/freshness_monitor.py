@@ -37,13 +37,13 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from patronage import dmdc_format as fmt
 from patronage import rules
 from patronage import tables as t
-from patronage.errors import FreshnessGap
-from patronage.fs import FileSystemError
+from patronage.errors import FileSystemError, FreshnessGap
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ def newest_processed(ctx: TaskContext) -> dict[str, dt.datetime]:
     return newest
 
 
-def pt_last_change(spark, table: str) -> tuple[bool, dt.datetime | None]:
+def pt_last_change(spark: SparkSession, table: str) -> tuple[bool, dt.datetime | None]:
     from delta.tables import DeltaTable
 
     if not spark.catalog.tableExists(table):

@@ -204,10 +204,9 @@ def cg_versions(valid: DataFrame, active: DataFrame, lookup: DataFrame) -> DataF
         ],
         (a_exists | ~first).alias("_old_exists"),
     )
-    differs = None
+    differs = F.lit(False)
     for c in TRACKED:
-        diff = ~F.col(f"_old_{c}").eqNullSafe(F.col(c))
-        differs = diff if differs is None else differs | diff
+        differs = differs | ~F.col(f"_old_{c}").eqNullSafe(F.col(c))
     changes = e.where(~F.col("_old_exists") | differs)
 
     ident = lookup.where(F.col("MVIPersonICN").isNotNull()).select(
