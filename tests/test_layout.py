@@ -41,3 +41,9 @@ def test_the_local_runner_knows_nothing_of_the_product():
             if n.startswith("patronage") and not n.startswith("patronage.localjobs")
         )
         assert not foreign, f"localjobs/{path.name} imports {foreign}"
+
+
+def test_no_module_is_over_400_lines():
+    for path in sorted(SRC.rglob("*.py")):
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        assert lines <= 400, f"{path.relative_to(SRC)} has {lines} lines"

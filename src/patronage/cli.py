@@ -172,8 +172,9 @@ def _task_order(result: runner.RunResult) -> list[str]:
 # --------------------------------------------------------------------------
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    result = runner.run_job(
+def _run(args: argparse.Namespace, **extra: Any) -> runner.RunResult:
+    """``runner.run_job`` with the job, bundle and parameter options of ``args``."""
+    return runner.run_job(
         job=args.job,
         target=args.target,
         state_dir=args.state_dir,
@@ -181,31 +182,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         params=runner.parse_assignments(args.param, "--param"),
         run_date=args.run_date,
         bundle_dir=args.bundle_dir,
+        **extra,
     )
+
+
+def _report(args: argparse.Namespace, result: runner.RunResult) -> int:
     print_result(result, _task_order(result))
     _write_summary(args.summary_json, result)
     return result.exit_code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _report(args, _run(args))
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
     result = runner.repair(state_dir=args.state_dir, run_id=args.run_id, bundle_dir=args.bundle_dir)
-    print_result(result, _task_order(result))
-    _write_summary(args.summary_json, result)
-    return result.exit_code
+    return _report(args, result)
 
 
 def cmd_task(args: argparse.Namespace) -> int:
-    result = runner.run_job(
-        job=args.job,
-        target=args.target,
-        state_dir=args.state_dir,
-        variables=runner.parse_assignments(args.var, "--var"),
-        params=runner.parse_assignments(args.param, "--param"),
-        run_date=args.run_date,
-        bundle_dir=args.bundle_dir,
-        only=[args.task_key],
-        run_id=args.run_id,
-    )
+    result = _run(args, only=[args.task_key], run_id=args.run_id)
     entry = result.record["tasks"][args.task_key]
     print(task_line(args.task_key, entry, result.values.get(args.task_key)))
     print(f"run {result.run_id} task {args.task_key} {entry['status']}")

@@ -19,14 +19,11 @@ import logging
 import sys
 from typing import Any
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-
 from patronage import config
 from patronage import tables as t
 from patronage.errors import BackupError
 from patronage.repositories.ledger import FileLedger
-from patronage.stages import backup
+from patronage.stages import backup, discover
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +57,13 @@ def resolve(args: argparse.Namespace, run_id: str) -> tuple[config.Settings, Any
 # --- the ledger side of a restore of the target -------------------------------
 
 
-def newest_per_source(target: DataFrame) -> dict[str, dt.datetime]:
-    rows = (
-        target.groupBy("Batch_CD")
-        .agg(F.max("SDP_Event_Created_Timestamp").alias("newest"))
-        .collect()
-    )
-    return {r["Batch_CD"]: r["newest"] for r in rows if r["newest"] is not None}
-
-
 def reopen_files_after_restore(tables: t.Tables, run_id: str, backup_path: str) -> int:
     """Append ``superseded`` events so the next update run re-applies them.
 
     Merged files newer than the restored state (per source) are reopened; a
     source with no rows in the restored table reopens all of its merged files.
     """
-    newest = newest_per_source(tables.read(t.PATRONAGE_UNIFIED))
+    newest = discover.newest_loaded(tables.read(t.PATRONAGE_UNIFIED))
     reason = (
         f"{t.PATRONAGE_UNIFIED} restored from {backup_path}; merged after the backup, "
         "to be re-applied by the next update run"

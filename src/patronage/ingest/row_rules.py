@@ -41,6 +41,21 @@ def first_failure(rules: Sequence[Rule]) -> tuple[Column, Column]:
     return code, text
 
 
+def checked_rows(rows: DataFrame, rules: Sequence[Rule], *columns: Column) -> DataFrame:
+    """The row bookkeeping columns, ``_reason``/``_rule`` of the first failing rule, ``columns``."""
+    code, text = first_failure(rules)
+    return rows.select(
+        FILE_ORDER,
+        PATH,
+        FILE_TS,
+        ROW_NUMBER,
+        RAW_ROW,
+        code.alias(REASON),
+        text.alias(RULE),
+        *columns,
+    )
+
+
 def strict_date(value: Column, pattern: str, fmt: str) -> Column:
     """The date, or null when ``value`` does not match ``pattern`` or is no real date."""
     parsed = F.to_date(F.try_to_timestamp(value, F.lit(fmt)))

@@ -9,6 +9,7 @@ script with the very ``--name=value`` list the wheel gets on Databricks.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import importlib.metadata
@@ -145,99 +146,79 @@ def _run_task(
     return entry
 
 
-def _execute(
-    *,
-    hooks: Hooks,
-    bundle: Bundle,
-    tasks: list[TaskDef],
-    record: dict[str, Any],
-    ctx: RunContext,
-    to_run: set[str],
-    state_dir: Path,
-    on_task: Callable[[str, dict[str, Any]], None] | None = None,
-    ignore_run_if: bool = False,
-) -> None:
-    """Run ``to_run`` in dependency order; other tasks keep their recorded state."""
-    order = topological_order(tasks)
-    states = {k: v["status"] for k, v in record["tasks"].items()}
-    for t in order:
-        states.setdefault(t.key, NOT_RUN)
-        record["tasks"].setdefault(t.key, {"status": NOT_RUN})
-    ctx.states = states
-    for task in order:
-        if task.key not in to_run:
-            continue
-        verdict = None
-        if not ignore_run_if:
-            verdict = run_if_verdict(task.run_if, [states[d] for d in task.depends_on])
-        if verdict is not None:
-            entry: dict[str, Any] = {"status": verdict, "duration_seconds": 0.0, "error": None}
-            log.info("task %s not run: %s (run_if %s)", task.key, verdict, task.run_if)
-        else:
-            try:
-                entry = _run_task(hooks, bundle, tasks, task, ctx)
-            except KeyboardInterrupt:
-                record["tasks"][task.key] = {
-                    "status": CANCELED, "error": "KeyboardInterrupt", "duration_seconds": 0.0
-                }  # fmt: skip
-                states[task.key] = CANCELED
-                raise
-        record["tasks"][task.key] = entry
-        states[task.key] = entry["status"]
-        record["status"] = RUNNING
-        save_record(state_dir, record)
-        if on_task:
-            on_task(task.key, entry)
-    record["status"] = job_status(tasks, states)
+@dataclasses.dataclass
+class _Run:
+    """One run (or repair) being executed: what every step of it needs."""
 
+    hooks: Hooks
+    bundle: Bundle
+    tasks: list[TaskDef]
+    record: dict[str, Any]
+    ctx: RunContext
+    state_dir: Path
+    on_task: Callable[[str, dict[str, Any]], None] | None
 
-def _finish(
-    hooks: Hooks, state_dir: Path, record: dict[str, Any], bundle: Bundle, tasks: list[TaskDef]
-) -> RunResult:
-    record["end_time"] = dt.datetime.now(dt.UTC).isoformat()
-    save_record(state_dir, record)
-    try:
-        values = hooks.read_values(bundle, tasks, record["run_id"])
-    except Exception as exc:  # the summary must not hide the run's own outcome
-        log.warning("could not read task values: %s", type(exc).__name__)
-        values = {}
-    return RunResult(record["run_id"], record["status"], record, values)
+    def execute(self, to_run: set[str], ignore_run_if: bool = False) -> None:
+        """Run ``to_run`` in dependency order; other tasks keep their recorded state."""
+        record = self.record
+        order = topological_order(self.tasks)
+        states = {k: v["status"] for k, v in record["tasks"].items()}
+        for t in order:
+            states.setdefault(t.key, NOT_RUN)
+            record["tasks"].setdefault(t.key, {"status": NOT_RUN})
+        self.ctx.states = states
+        for task in order:
+            if task.key not in to_run:
+                continue
+            verdict = None
+            if not ignore_run_if:
+                verdict = run_if_verdict(task.run_if, [states[d] for d in task.depends_on])
+            if verdict is not None:
+                entry: dict[str, Any] = {"status": verdict, "duration_seconds": 0.0, "error": None}
+                log.info("task %s not run: %s (run_if %s)", task.key, verdict, task.run_if)
+            else:
+                try:
+                    entry = _run_task(self.hooks, self.bundle, self.tasks, task, self.ctx)
+                except KeyboardInterrupt:
+                    record["tasks"][task.key] = {
+                        "status": CANCELED, "error": "KeyboardInterrupt", "duration_seconds": 0.0
+                    }  # fmt: skip
+                    states[task.key] = CANCELED
+                    raise
+            record["tasks"][task.key] = entry
+            states[task.key] = entry["status"]
+            record["status"] = RUNNING
+            save_record(self.state_dir, record)
+            if self.on_task:
+                self.on_task(task.key, entry)
+        record["status"] = job_status(self.tasks, states)
 
+    def finish(self) -> RunResult:
+        record = self.record
+        record["end_time"] = dt.datetime.now(dt.UTC).isoformat()
+        save_record(self.state_dir, record)
+        try:
+            values = self.hooks.read_values(self.bundle, self.tasks, record["run_id"])
+        except Exception as exc:  # the summary must not hide the run's own outcome
+            log.warning("could not read task values: %s", type(exc).__name__)
+            values = {}
+        return RunResult(record["run_id"], record["status"], record, values)
 
-def _execute_and_finish(
-    hooks: Hooks,
-    bundle: Bundle,
-    tasks: list[TaskDef],
-    record: dict[str, Any],
-    ctx: RunContext,
-    to_run: set[str],
-    state_dir: Path,
-    on_task: Callable[[str, dict[str, Any]], None] | None,
-    only: Sequence[str] | None = None,
-) -> RunResult:
-    try:
-        _execute(
-            hooks=hooks,
-            bundle=bundle,
-            tasks=tasks,
-            record=record,
-            ctx=ctx,
-            to_run=to_run,
-            state_dir=state_dir,
-            on_task=on_task,
-            ignore_run_if=bool(only),
-        )
-    except KeyboardInterrupt:
-        record["status"] = CANCELED
-        _finish(hooks, state_dir, record, bundle, tasks)
-        raise
-    if only:
-        # A task run alone: the job's status reflects the tasks that have run.
-        ran = {k: v["status"] for k, v in record["tasks"].items() if v["status"] != NOT_RUN}
-        record["status"] = (
-            SUCCESS if all(s in (SUCCESS, EXCLUDED) for s in ran.values()) else FAILED
-        )
-    return _finish(hooks, state_dir, record, bundle, tasks)
+    def execute_and_finish(
+        self, to_run: set[str], only: Sequence[str] | None = None
+    ) -> RunResult:
+        try:
+            self.execute(to_run, ignore_run_if=bool(only))
+        except KeyboardInterrupt:
+            self.record["status"] = CANCELED
+            self.finish()
+            raise
+        if only:
+            # A task run alone: the job's status reflects the tasks that have run.
+            ran = [v["status"] for v in self.record["tasks"].values() if v["status"] != NOT_RUN]
+            ok = all(s in (SUCCESS, EXCLUDED) for s in ran)
+            self.record["status"] = SUCCESS if ok else FAILED
+        return self.finish()
 
 
 def _exclusive(fn: Callable[..., RunResult]) -> Callable[..., RunResult]:
@@ -334,7 +315,8 @@ def run_job(
     save_record(state, record)
     hooks.prepare(bundle, state, repair=False)
     to_run = set(only) if only else keys
-    return _execute_and_finish(hooks, bundle, tasks, record, ctx, to_run, state, on_task, only)
+    run = _Run(hooks, bundle, tasks, record, ctx, state, on_task)
+    return run.execute_and_finish(to_run, only)
 
 
 @_exclusive
@@ -378,7 +360,7 @@ def repair(
         }
     )
     log.info("repairing run %s: re-running %s", record["run_id"], ", ".join(sorted(rerun)))
-    return _execute_and_finish(hooks, bundle, tasks, record, ctx, rerun, state, on_task)
+    return _Run(hooks, bundle, tasks, record, ctx, state, on_task).execute_and_finish(rerun)
 
 
 def parse_assignments(items: Iterable[str] | None, what: str) -> dict[str, str]:

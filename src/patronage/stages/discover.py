@@ -24,7 +24,8 @@ from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
 
-PUBLISHES = (
+#: The run's facts finalize logs as file_discovery_detail.
+FACTS = (
     "run_date",
     "processing_mode",
     "scd_window_start",
@@ -35,6 +36,9 @@ PUBLISHES = (
     "cg_files",
     "late_files",
     "unreadable_files",
+)
+PUBLISHES = (
+    *FACTS,
     "edipi_backfill_due",
     "dmdc_export_due",
     "backup_due",

@@ -31,6 +31,7 @@ from pyspark.sql import functions as F
 from patronage import tables as t
 from patronage.errors import RunFailed
 from patronage.repositories.task_values import RunState
+from patronage.stages import discover
 from patronage.task import DURATION_VALUE, ERROR_VALUE, STATUS_VALUE, TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -121,21 +122,7 @@ def detail_columns(
         "built": ident.get("built"),
         "lookup_run_date": ident.get("lookup_run_date"),
     }
-    discovery = {
-        name: disc.get(name)
-        for name in (
-            "run_date",
-            "processing_mode",
-            "scd_window_start",
-            "scd_window_end",
-            "cg_window_start",
-            "cg_window_end",
-            "scd_files",
-            "cg_files",
-            "late_files",
-            "unreadable_files",
-        )
-    }
+    discovery = {name: disc.get(name) for name in discover.FACTS}
     records = {
         "SCD": _without_wrapper(values.get("ingest_scd")),
         "CG": _without_wrapper(values.get("ingest_cg")),

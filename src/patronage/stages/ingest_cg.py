@@ -82,39 +82,32 @@ def validate_file_rows(rows: DataFrame) -> DataFrame:
     created_ts = iso_timestamp(created)
     disp_d = rr.strict_date(disp, _DATE, "yyyy-MM-dd")
     ends_d = rr.strict_date(ends, _DATE, "yyyy-MM-dd")
-    code, rule = rr.first_failure(
-        [
-            rr.malformed_row(),
-            (
-                F.col("Caregiver_ICN__c").isNull(),
-                RejectReason.MISSING_KEY,
-                "Caregiver_ICN__c is empty (SPEC 7.1)",
-            ),
-            (
-                created.isNotNull() & created_ts.isNull(),
-                RejectReason.BAD_DATE,
-                "CreatedDate is not an ISO-8601 timestamp (SPEC 7.1)",
-            ),
-            (
-                disp.isNotNull() & disp_d.isNull(),
-                RejectReason.BAD_DATE,
-                "Dispositioned_Date__c is not a date yyyy-MM-dd (SPEC 7.1)",
-            ),
-            (
-                ends.isNotNull() & ends_d.isNull(),
-                RejectReason.BAD_DATE,
-                "Benefits_End_Date__c is not a date yyyy-MM-dd (SPEC 7.1)",
-            ),
-        ]
-    )
-    return rows.select(
-        csv.FILE_ORDER,
-        csv.PATH,
-        csv.FILE_TS,
-        csv.ROW_NUMBER,
-        csv.RAW_ROW,
-        code.alias(rr.REASON),
-        rule.alias(rr.RULE),
+    checks: list[rr.Rule] = [
+        rr.malformed_row(),
+        (
+            F.col("Caregiver_ICN__c").isNull(),
+            RejectReason.MISSING_KEY,
+            "Caregiver_ICN__c is empty (SPEC 7.1)",
+        ),
+        (
+            created.isNotNull() & created_ts.isNull(),
+            RejectReason.BAD_DATE,
+            "CreatedDate is not an ISO-8601 timestamp (SPEC 7.1)",
+        ),
+        (
+            disp.isNotNull() & disp_d.isNull(),
+            RejectReason.BAD_DATE,
+            "Dispositioned_Date__c is not a date yyyy-MM-dd (SPEC 7.1)",
+        ),
+        (
+            ends.isNotNull() & ends_d.isNull(),
+            RejectReason.BAD_DATE,
+            "Benefits_End_Date__c is not a date yyyy-MM-dd (SPEC 7.1)",
+        ),
+    ]
+    return rr.checked_rows(
+        rows,
+        checks,
         first_ten(F.col("Caregiver_ICN__c")).alias("ICN"),
         first_ten(F.col("Veteran_ICN__c")).alias("Veteran_ICN"),
         F.col("Applicant_Type__c").alias("Applicant_Type"),
@@ -133,36 +126,29 @@ def validate_seed_rows(rows: DataFrame) -> DataFrame:
     begin, end = F.col("Status_Begin_Date"), F.col("Status_Termination_Date")
     begin_d = rr.strict_date(begin, _DATE, "yyyy-MM-dd")
     end_d = rr.strict_date(end, _DATE, "yyyy-MM-dd")
-    code, rule = rr.first_failure(
-        [
-            rr.malformed_row(),
-            (
-                F.col("ICN").isNull()
-                | F.col("Veteran_ICN").isNull()
-                | F.col("Applicant_Type").isNull(),
-                RejectReason.MISSING_KEY,
-                "seed row needs ICN, Veteran_ICN and Applicant_Type (SPEC 7.6)",
-            ),
-            (
-                begin.isNotNull() & begin_d.isNull(),
-                RejectReason.BAD_DATE,
-                "Status_Begin_Date is not a date yyyy-MM-dd (SPEC 2.2)",
-            ),
-            (
-                end.isNotNull() & end_d.isNull(),
-                RejectReason.BAD_DATE,
-                "Status_Termination_Date is not a date yyyy-MM-dd (SPEC 2.2)",
-            ),
-        ]
-    )
-    return rows.select(
-        csv.FILE_ORDER,
-        csv.PATH,
-        csv.FILE_TS,
-        csv.ROW_NUMBER,
-        csv.RAW_ROW,
-        code.alias(rr.REASON),
-        rule.alias(rr.RULE),
+    checks: list[rr.Rule] = [
+        rr.malformed_row(),
+        (
+            F.col("ICN").isNull()
+            | F.col("Veteran_ICN").isNull()
+            | F.col("Applicant_Type").isNull(),
+            RejectReason.MISSING_KEY,
+            "seed row needs ICN, Veteran_ICN and Applicant_Type (SPEC 7.6)",
+        ),
+        (
+            begin.isNotNull() & begin_d.isNull(),
+            RejectReason.BAD_DATE,
+            "Status_Begin_Date is not a date yyyy-MM-dd (SPEC 2.2)",
+        ),
+        (
+            end.isNotNull() & end_d.isNull(),
+            RejectReason.BAD_DATE,
+            "Status_Termination_Date is not a date yyyy-MM-dd (SPEC 2.2)",
+        ),
+    ]
+    return rr.checked_rows(
+        rows,
+        checks,
         first_ten(F.col("ICN")).alias("ICN"),
         first_ten(F.col("Veteran_ICN")).alias("Veteran_ICN"),
         F.col("Applicant_Type"),
