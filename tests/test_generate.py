@@ -1,4 +1,4 @@
-"""The synthetic generator (ISSUE 2 item 10): deterministic for a seed, the
+"""The synthetic generator: deterministic for a seed, the
 landed layout and SPEC §2 columns, file modification times from the day."""
 
 from __future__ import annotations

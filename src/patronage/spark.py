@@ -16,6 +16,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from patronage.sqlnames import quote_identifier, string_literal
+
 log = logging.getLogger(__name__)
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -107,17 +109,15 @@ def register_local_tables(spark: SparkSession) -> int:
         if not _IDENT.match(schema_dir.name):
             continue
         spark.sql(
-            f"CREATE SCHEMA IF NOT EXISTS spark_catalog.`{schema_dir.name}`"
-            f" LOCATION '{schema_dir.as_posix()}'"
+            f"CREATE SCHEMA IF NOT EXISTS {quote_identifier('spark_catalog', schema_dir.name)}"
+            f" LOCATION {string_literal(schema_dir.as_posix())}"
         )
         for table_dir in sorted(p for p in schema_dir.iterdir() if p.is_dir()):
             if _IDENT.match(table_dir.name) and (table_dir / "_delta_log").is_dir():
                 # Names and paths come from the warehouse layout, not from data.
-                spark.sql(
-                    "CREATE TABLE IF NOT EXISTS "
-                    f"spark_catalog.`{schema_dir.name}`.`{table_dir.name}`"
-                    f" USING DELTA LOCATION '{table_dir.as_posix()}'"
-                )
+                name = quote_identifier("spark_catalog", schema_dir.name, table_dir.name)
+                where = string_literal(table_dir.as_posix())
+                spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION {where}")
                 count += 1
     log.debug("registered %d local Delta tables", count)
     return count

@@ -324,6 +324,8 @@ class Tables:
         log.warning("dropped table %s", name)
 
     def version(self, name: str) -> int:
-        """Current Delta table version."""
+        """Current Delta table version (-1 when the table does not exist)."""
+        if not self.exists(name):
+            return -1
         hist = self.delta(name).history(1).select("version").collect()
         return int(hist[0][0]) if hist else -1

@@ -1,4 +1,4 @@
-"""``patronage bench``: the daily-path benchmark (issue 3, item 6); prints three ratios."""
+"""``patronage bench``: the daily-path benchmark; prints three ratios."""
 
 from __future__ import annotations
 

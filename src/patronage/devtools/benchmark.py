@@ -1,4 +1,4 @@
-"""Benchmark of the daily path (issue 3, item 6): cost should follow the day's input.
+"""Benchmark of the daily path: cost should follow the day's input.
 
 Three comparisons, each measured side by side in one process on synthetic data:
 

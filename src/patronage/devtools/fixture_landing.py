@@ -24,6 +24,7 @@ from pyspark.sql import types as T
 
 from patronage.errors import LandingError
 from patronage.fs import FileSystem
+from patronage.sqlnames import quote_identifier, string_literal
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ def pt_location(state_dir: Path, name: str) -> Path:
 
 
 def pt_fqn(name: str) -> str:
-    return f"`spark_catalog`.`{PT_SCHEMA_NAME}`.`{name}`"
+    return quote_identifier("spark_catalog", PT_SCHEMA_NAME, name)
 
 
 def create_delta_table(
@@ -212,15 +213,16 @@ def create_delta_table(
     Any table of that name is unregistered first (it may point at another state
     directory used by the same session); files elsewhere are left alone.
     """
-    fqn = f"`spark_catalog`.`{schema_name}`.`{name}`"
+    fqn = quote_identifier("spark_catalog", schema_name, name)
     spark.sql(
-        f"CREATE SCHEMA IF NOT EXISTS `spark_catalog`.`{schema_name}`"
-        f" LOCATION '{location.parent.as_posix()}'"
+        f"CREATE SCHEMA IF NOT EXISTS {quote_identifier('spark_catalog', schema_name)}"
+        f" LOCATION {string_literal(location.parent.as_posix())}"
     )
     spark.sql(f"DROP TABLE IF EXISTS {fqn}")
     # DDL from declared column names and a configured path; no data values.
-    cols = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in columns.fields)
-    spark.sql(f"CREATE TABLE {fqn} ({cols}) USING DELTA LOCATION '{location.as_posix()}'")
+    cols = ", ".join(f"{quote_identifier(c.name)} {c.dataType.simpleString()}" for c in columns)
+    where = string_literal(location.as_posix())
+    spark.sql(f"CREATE TABLE {fqn} ({cols}) USING DELTA LOCATION {where}")
     _REGISTERED[(_session_key(spark), name)] = location
     return fqn
 

@@ -37,6 +37,7 @@ from patronage import fs
 from patronage import spark as spark_mod
 from patronage import tables as t
 from patronage.errors import BackupError, ConfigError, MissingInputError
+from patronage.sqlnames import quote_identifier
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def _copy(tables: t.Tables, name: str, path: str, version: int) -> None:
         # Path from configuration (checked for backticks), name from Tables,
         # version from the Delta log: no data values in this statement.
         spark.sql(
-            f"CREATE OR REPLACE TABLE delta.`{path}` DEEP CLONE {tables.fqn(name)} "
+            f"CREATE OR REPLACE TABLE delta.{quote_identifier(path)} DEEP CLONE {tables.fqn(name)} "
             f"VERSION AS OF {int(version)}"
         )
 
@@ -219,10 +220,11 @@ def restore_table(tables: t.Tables, backup_dir: str, name: str) -> dict[str, Any
         )
         cluster_by = t.SPECS[name].cluster_by
         if cluster_by:
-            cols = ", ".join(f"`{c}`" for c in cluster_by)
+            cols = ", ".join(quote_identifier(c) for c in cluster_by)
             spark.sql(f"ALTER TABLE {tables.fqn(name)} CLUSTER BY ({cols})")
     else:
-        spark.sql(f"CREATE OR REPLACE TABLE {tables.fqn(name)} DEEP CLONE delta.`{path}`")
+        source = f"delta.{quote_identifier(path)}"
+        spark.sql(f"CREATE OR REPLACE TABLE {tables.fqn(name)} DEEP CLONE {source}")
     restored = fingerprint(tables.spark.table(tables.fqn(name)))
     if restored != expected:
         raise BackupError(

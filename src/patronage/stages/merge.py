@@ -138,6 +138,8 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         phases[name] = round(now - clock, 1)
         clock = now
 
+    # Merge owns the target: it exists after every merge, even one with nothing to apply.
+    tables.ensure(TARGET)
     planned = scd2.plan_versions(ctx.staging.read_run(s.run_id)).cache()
     try:
         counts = {r["Batch_CD"]: r for r in scd2.plan_counts(planned).collect()}
