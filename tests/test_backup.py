@@ -10,7 +10,7 @@ import pytest
 from conftest import task_argv
 from patronage import tables as t
 from patronage.commands import restore as restore_cmd
-from patronage.runstate import RunState
+from patronage.repositories.task_values import RunState
 from patronage.stages import backup
 from patronage.task import run_stage
 

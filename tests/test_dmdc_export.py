@@ -12,7 +12,7 @@ from conftest import task_argv
 from patronage import dmdc_format as fmt
 from patronage import tables as t
 from patronage.fs import FileSystem
-from patronage.runstate import RunState
+from patronage.repositories.task_values import RunState
 from patronage.stages import dmdc_export
 from patronage.task import run_stage
 

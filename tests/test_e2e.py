@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from patronage import cli
-from patronage.landing import land_later
+from patronage.devtools.fixture_landing import land_later
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import task_argv
 from patronage import tables as t
 from patronage.fs import FileSystem
-from patronage.runstate import RunState
+from patronage.repositories.task_values import RunState
 from patronage.stages import edipi_backfill
 from patronage.task import run_stage
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import task_argv
 from patronage import tables as t
-from patronage.runstate import RunState
+from patronage.repositories.task_values import RunState
 from patronage.stages import finalize
 from patronage.task import run_stage
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import task_argv
 from patronage import dmdc_format as fmt
 from patronage import tables as t
-from patronage.runstate import RunState
+from patronage.repositories.task_values import RunState
 from patronage.stages import freshness_monitor as monitor
 from patronage.task import run_stage
 

@@ -1,4 +1,4 @@
-"""The synthetic generator (ISSUE 2 item 10): deterministic for a seed, the
+"""The synthetic generator: deterministic for a seed, the
 landed layout and SPEC §2 columns, file modification times from the day."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from patronage import generate as gen
-from patronage import landing
+from patronage.devtools import fixture_landing as landing
+from patronage.devtools import synthetic as gen
 
 START = dt.date(2025, 1, 6)
 

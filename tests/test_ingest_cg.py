@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from conftest import flat_argv, record_discovered
 from patronage import tables as t
 from patronage.stages import ingest_cg
 from patronage.task import run_stage
@@ -24,23 +25,7 @@ OLD_TS = dt.datetime(2025, 1, 1, 5, 0, 0)
 PRIMARY = "Primary Caregiver"
 
 
-def argv(tmp: Path, schema: str, run_id: str, mode: str) -> list[str]:
-    return [
-        f"--run_id={run_id}",
-        "--catalog=spark_catalog",
-        f"--schema={schema}",
-        f"--inbound_scd_dir={tmp}/scd",
-        f"--inbound_cg_dir={tmp}/cg",
-        f"--cg_seed_file={tmp}/seed/caregivers_seed.csv",
-        f"--pt_seed_table=spark_catalog.{schema}.pt_seed",
-        f"--pt_delta_table=spark_catalog.{schema}.pt_delta",
-        f"--mvi_psa_dir={tmp}/mvi/psa",
-        f"--mvi_person_dir={tmp}/mvi/person",
-        f"--mvi_institution_dir={tmp}/mvi/institution",
-        f"--export_dir={tmp}/export",
-        f"--backup_dir={tmp}/backups",
-        f"--processing_mode={mode}",
-    ]
+argv = flat_argv
 
 
 def write_file(directory: Path, name: str, lines: list[str]) -> str:
@@ -51,21 +36,7 @@ def write_file(directory: Path, name: str, lines: list[str]) -> str:
 
 
 def discovered(tables, run_id: str, files: list[tuple[str, str]], status="discovered") -> None:
-    rows = [(p, Path(p).name, "CG", Path(p).stat().st_size, ts, run_id, "update", status, i)
-            for i, (p, ts) in enumerate(files, start=1)]
-    df = tables.spark.createDataFrame(
-        rows,
-        "path string, file_name string, source string, size long, mt string, run_id string, "
-        "processing_mode string, status string, file_order int",
-    ).select(
-        "*",
-        F.col("mt").cast("timestamp").alias("modification_time"),
-        F.lit(None).cast("string").alias("reason"),
-        *[F.lit(None).cast("long").alias(c) for c in
-          ("raw_rows", "valid_rows", "rejected_rows", "staged_rows")],
-        F.current_timestamp().alias("recorded_at"),
-    )
-    tables.append(t.FILE_LEDGER, df)
+    record_discovered(tables, run_id, "CG", files, status)
 
 
 def cg_line(*, icn="", vet="", applicant=PRIMARY, status="Approved", disp="", end="",

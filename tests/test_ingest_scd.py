@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from patronage import ingest_common as ic
+from conftest import flat_argv, record_discovered
 from patronage import tables as t
+from patronage.ingest import csv_files
 from patronage.stages import ingest_scd
 from patronage.task import run_stage
 
@@ -28,23 +29,7 @@ TS = {1: "2025-02-03 06:00:00", 2: "2025-02-04 06:00:00", 3: "2025-02-05 06:00:0
 # ---------------------------------------------------------------- test helpers
 
 
-def argv(tmp: Path, schema: str, run_id: str, mode: str = "update") -> list[str]:
-    return [
-        f"--run_id={run_id}",
-        "--catalog=spark_catalog",
-        f"--schema={schema}",
-        f"--inbound_scd_dir={tmp}/scd",
-        f"--inbound_cg_dir={tmp}/cg",
-        f"--cg_seed_file={tmp}/seed/caregivers_seed.csv",
-        f"--pt_seed_table=spark_catalog.{schema}.pt_seed",
-        f"--pt_delta_table=spark_catalog.{schema}.pt_delta",
-        f"--mvi_psa_dir={tmp}/mvi/psa",
-        f"--mvi_person_dir={tmp}/mvi/person",
-        f"--mvi_institution_dir={tmp}/mvi/institution",
-        f"--export_dir={tmp}/export",
-        f"--backup_dir={tmp}/backups",
-        f"--processing_mode={mode}",
-    ]
+argv = flat_argv
 
 
 def write_file(directory: Path, name: str, content: str | bytes) -> str:
@@ -55,25 +40,7 @@ def write_file(directory: Path, name: str, content: str | bytes) -> str:
 
 
 def discovered(tables, run_id: str, source: str, files: list[tuple[str, str]]) -> None:
-    """What discover records: one `discovered` event per file, file_order 1..n."""
-    rows = [
-        (p, Path(p).name, source, Path(p).stat().st_size, ts, run_id, "update", "discovered",
-         i)
-        for i, (p, ts) in enumerate(files, start=1)
-    ]
-    df = tables.spark.createDataFrame(
-        rows,
-        "path string, file_name string, source string, size long, mt string, run_id string, "
-        "processing_mode string, status string, file_order int",
-    ).select(
-        "*",
-        F.col("mt").cast("timestamp").alias("modification_time"),
-        F.lit(None).cast("string").alias("reason"),
-        *[F.lit(None).cast("long").alias(c) for c in
-          ("raw_rows", "valid_rows", "rejected_rows", "staged_rows")],
-        F.current_timestamp().alias("recorded_at"),
-    )
-    tables.append(t.FILE_LEDGER, df)
+    record_discovered(tables, run_id, source, files)
 
 
 def scd_row(pid, pct, pt, *, icn, edipi=None, begin="20200101", last="20240101") -> dict:
@@ -449,22 +416,23 @@ def test_scd_rebuild_ignores_target_and_reads_pt_seed_with_delta(spark, tables, 
 
 def test_header_order_and_case_do_not_matter_but_names_must_match():
     expected = ingest_scd.COLUMNS
-    header, problem = ic.check_header(["\ufeffdsbl_dtr_dt", " PTCPNT_ID", "CMBNED_DEGREE_DSBLTY"],
-                                      expected)
+    header, problem = csv_files.check_header(
+        ["\ufeffdsbl_dtr_dt", " PTCPNT_ID", "CMBNED_DEGREE_DSBLTY"], expected
+    )
     assert problem is None and header == ("DSBL_DTR_DT", "PTCPNT_ID", "CMBNED_DEGREE_DSBLTY")
-    _, problem = ic.check_header(["PTCPNT_ID", "PTCPNT_ID", "X"], expected)
+    _, problem = csv_files.check_header(["PTCPNT_ID", "PTCPNT_ID", "X"], expected)
     assert problem is not None
     assert "missing column(s) CMBNED_DEGREE_DSBLTY, DSBL_DTR_DT" in problem
     assert "unexpected column(s) 'X'" in problem and "repeated column(s) PTCPNT_ID" in problem
 
 
 def test_undecodable_or_empty_file_is_refused():
-    _, problem = ic.inspect_file(b"PTCPNT_ID,\xff\n", ingest_scd.COLUMNS)
+    _, problem = csv_files.inspect_file(b"PTCPNT_ID,\xff\n", ingest_scd.COLUMNS)
     assert problem is not None and "UTF-8" in problem
-    _, problem = ic.inspect_file(b"", ingest_scd.COLUMNS)
+    _, problem = csv_files.inspect_file(b"", ingest_scd.COLUMNS)
     assert problem == "has no header line"
     data = ("\ufeff" + HEADER + "\r\n1,2,3").encode()
-    header, problem = ic.inspect_file(data, ingest_scd.COLUMNS)
+    header, problem = csv_files.inspect_file(data, ingest_scd.COLUMNS)
     assert problem is None and header == ingest_scd.COLUMNS
 
 

@@ -1,4 +1,4 @@
-"""Landing the bundled fixtures (ISSUE 2 item 9): discovery (SPEC §5) depends on
+"""Landing the bundled fixtures: discovery (SPEC §5) depends on
 modification times, which a clone loses, so landing restores them from the names;
 MVI becomes Parquet (SPEC §2.4) and PT becomes Delta tables (SPEC §2.3)."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from patronage import landing
+from patronage.devtools import fixture_landing as landing
 from patronage.fs import FileSystem
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -13,6 +13,8 @@ from pyspark.sql import functions as F
 
 from patronage import scd2
 from patronage import tables as t
+from patronage.repositories import ledger
+from patronage.repositories.staging import Staging
 from patronage.stages import merge
 from patronage.task import run_stage
 
@@ -109,7 +111,7 @@ def add_ledger(tables, events: list[dict]) -> None:
 
 
 def latest_status(tables) -> dict[str, str]:
-    rows = merge.latest_ledger_events(tables.read(t.FILE_LEDGER)).collect()
+    rows = ledger.latest_events(tables.read(t.FILE_LEDGER)).collect()
     return {r["path"]: r["status"] for r in rows}
 
 
@@ -281,7 +283,7 @@ def test_rerunning_merge_changes_nothing(tables):
 def test_repair_after_crash_between_merge_and_ledger_completes_the_ledger(tables):
     stage(tables, "r1", [(1, scd("P1", icn="1000000001", ts_=ts(3)))])
     add_ledger(tables, [ledger_event("/in/scd/CPIDODIEX_1.csv", "SCD", "r1", "ingested", 1, ts(4))])
-    planned = scd2.plan_versions(merge.read_staged(tables, "r1"))
+    planned = scd2.plan_versions(Staging(tables).read_run("r1"))
     merge.apply_merge(tables, planned, "r1")  # the crash comes right after the commit
     version = tables.version(t.PATRONAGE_UNIFIED)
 

@@ -12,10 +12,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
 
 from conftest import task_argv
 from patronage import tables as t
-from patronage.landing import land_fixtures
+from patronage.devtools.fixture_landing import land_fixtures
 from patronage.stages import discover, identity, ingest_cg, ingest_scd, merge
 from patronage.task import run_stage
 
@@ -73,3 +74,10 @@ def test_rebuild_reproduces_the_history_of_daily_update_runs(spark, tmp_path):
     daily_rows, rebuilt_rows = history(spark, daily), history(spark, rebuilt)
     assert len(daily_rows) == 32  # 15 SCD + 17 CG rows (fixtures/README.md)
     assert rebuilt_rows == daily_rows
+    # The same comparison as Spark's own test helpers state it: schema and rows.
+    daily_df, rebuilt_df = (
+        spark.table(f"spark_catalog.`{name}`.`{t.PATRONAGE_UNIFIED}`").select(*t.TARGET_COLUMNS)
+        for name in (daily, rebuilt)
+    )
+    assertSchemaEqual(rebuilt_df.schema, daily_df.schema)
+    assertDataFrameEqual(rebuilt_df, daily_df)

@@ -25,7 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pyspark.errors import AnalysisException
+
 from patronage import runner
+from patronage.errors import PatronageError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +83,7 @@ def _params_parser() -> argparse.ArgumentParser:
 class _CommonSubparsers:
     """Wraps argparse's subparsers so every added parser inherits the common options."""
 
-    def __init__(self, subparsers, parents: list[argparse.ArgumentParser]) -> None:
+    def __init__(self, subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         self._sub = subparsers
         self._parents = parents
 
@@ -88,7 +91,8 @@ class _CommonSubparsers:
         kwargs["parents"] = [*self._parents, *kwargs.get("parents", [])]
         # A command may redefine a common option; its definition wins.
         kwargs.setdefault("conflict_handler", "resolve")
-        return self._sub.add_parser(name, **kwargs)
+        parser: argparse.ArgumentParser = self._sub.add_parser(name, **kwargs)
+        return parser
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sub, name)
@@ -168,8 +172,9 @@ def _task_order(result: runner.RunResult) -> list[str]:
 # --------------------------------------------------------------------------
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    result = runner.run_job(
+def _run(args: argparse.Namespace, **extra: Any) -> runner.RunResult:
+    """``runner.run_job`` with the job, bundle and parameter options of ``args``."""
+    return runner.run_job(
         job=args.job,
         target=args.target,
         state_dir=args.state_dir,
@@ -177,31 +182,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         params=runner.parse_assignments(args.param, "--param"),
         run_date=args.run_date,
         bundle_dir=args.bundle_dir,
+        **extra,
     )
+
+
+def _report(args: argparse.Namespace, result: runner.RunResult) -> int:
     print_result(result, _task_order(result))
     _write_summary(args.summary_json, result)
     return result.exit_code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _report(args, _run(args))
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
     result = runner.repair(state_dir=args.state_dir, run_id=args.run_id, bundle_dir=args.bundle_dir)
-    print_result(result, _task_order(result))
-    _write_summary(args.summary_json, result)
-    return result.exit_code
+    return _report(args, result)
 
 
 def cmd_task(args: argparse.Namespace) -> int:
-    result = runner.run_job(
-        job=args.job,
-        target=args.target,
-        state_dir=args.state_dir,
-        variables=runner.parse_assignments(args.var, "--var"),
-        params=runner.parse_assignments(args.param, "--param"),
-        run_date=args.run_date,
-        bundle_dir=args.bundle_dir,
-        only=[args.task_key],
-        run_id=args.run_id,
-    )
+    result = _run(args, only=[args.task_key], run_id=args.run_id)
     entry = result.record["tasks"][args.task_key]
     print(task_line(args.task_key, entry, result.values.get(args.task_key)))
     print(f"run {result.run_id} task {args.task_key} {entry['status']}")
@@ -370,20 +371,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().setLevel(level)
     try:
         return int(args.func(args) or 0)
-    except runner.RunnerError as exc:
+    except (PatronageError, runner.RunnerError) as exc:
+        # Ours: the message says what to fix; no traceback for the operator.
         print(f"patronage: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:
-        from patronage.config import ConfigError
-
-        if isinstance(exc, ConfigError):
-            print(f"patronage: {exc}", file=sys.stderr)
-            return 2
-        if type(exc).__name__ in ("AnalysisException", "ParseException"):
-            print(f"patronage: {type(exc).__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
-            return 1
-        raise
-
+    except AnalysisException as exc:  # an operator's SQL that Spark refused
+        print(f"patronage: {type(exc).__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,9 +1,13 @@
-"""Typed settings for every task, parsed from wheel task parameters.
+"""The job's settings, declared once: fields, required/optional, wheel parameters.
 
 A Databricks ``python_wheel_task`` with ``named_parameters`` receives them as
-``--name=value`` arguments; the local runner passes the very same list. One
-parser validates them so that a bad deployment fails at the first task with a
-message naming the setting, not deep inside a stage.
+``--name=value`` arguments; the local runner passes the very same list. Each
+field of :class:`Settings` says where its value comes from in the bundle
+(``source``, the ``named_parameters`` value every wheel task must carry) and
+how it is checked; :func:`named_parameters` and the required/optional split
+are derived from those fields, and a test holds every job's YAML to them. One
+parser validates the arguments so that a bad deployment fails at the first
+task with a message naming the setting, not deep inside a stage.
 """
 
 from __future__ import annotations
@@ -11,25 +15,43 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from patronage.errors import ConfigError
 
 PROCESSING_MODES = ("update", "rebuild")
 
-#: Settings every task needs (bundle variables and job parameters).
-PATH_SETTINGS = (
-    "inbound_scd_dir",
-    "inbound_cg_dir",
-    "cg_seed_file",
-    "mvi_psa_dir",
-    "mvi_person_dir",
-    "mvi_institution_dir",
-    "export_dir",
-    "backup_dir",
-)
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
+
+#: ``parse(name, raw)``: the typed value of a setting, or a ConfigError naming it.
+Parser = Callable[[str, str], Any]
 
 
-class ConfigError(ValueError):
-    """A task parameter is missing or malformed; the message names it."""
+def _text(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _identifier(name: str, raw: str) -> str:
+    if not _IDENT.match(raw):
+        raise ConfigError(f"setting '{name}' must be an identifier, got {raw!r}")
+    return raw.strip()
+
+
+def _table_name(name: str, raw: str) -> str:
+    if not _TABLE.match(raw):
+        raise ConfigError(f"setting '{name}' must be a table name, got {raw!r}")
+    return raw.strip()
+
+
+def _mode(name: str, raw: str) -> str:
+    mode = raw.strip().lower() or "update"
+    if mode not in PROCESSING_MODES:
+        raise ConfigError(
+            f"setting '{name}' must be one of {', '.join(PROCESSING_MODES)}, got {mode!r}"
+        )
+    return mode
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -49,34 +71,59 @@ def parse_date(name: str, raw: str) -> dt.date:
         raise ConfigError(f"setting '{name}' must be a date YYYY-MM-DD, got {raw!r}") from None
 
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
+def _optional_date(name: str, raw: str) -> dt.date | None:
+    value = raw.strip()
+    if not value or _unresolved(value):
+        return None
+    return parse_date(name, value)
+
+
+def _unresolved(value: str) -> bool:
+    # A {{...}} reference Databricks could not resolve arrives verbatim.
+    return "{{" in value or "${" in value
+
+
+def _variable(parse: Parser = _text) -> Any:
+    """A required setting taken from the bundle variable of the same name."""
+    return dataclasses.field(metadata={"source": "var", "parse": parse})
+
+
+def _reference(reference: str, parse: Parser = _text, default: Any = dataclasses.MISSING) -> Any:
+    """A setting taken from a ``{{...}}`` dynamic value reference; optional with a default."""
+    return dataclasses.field(
+        default=default, metadata={"source": "{{" + reference + "}}", "parse": parse}
+    )
+
+
+def _job_parameter(parse: Parser, default: Any) -> Any:
+    """An optional setting taken from the job parameter of the same name."""
+    return dataclasses.field(default=default, metadata={"source": "param", "parse": parse})
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Everything a task is told by the job: where things are and what to do."""
 
-    run_id: str
-    catalog: str
-    schema: str
-    inbound_scd_dir: str
-    inbound_cg_dir: str
-    cg_seed_file: str
-    pt_seed_table: str
-    pt_delta_table: str
-    mvi_psa_dir: str
-    mvi_person_dir: str
-    mvi_institution_dir: str
-    export_dir: str
-    backup_dir: str
-    processing_mode: str = "update"
-    run_date: dt.date | None = None
-    job_start_date: dt.date | None = None
-    force_dmdc_export: bool = False
-    force_edipi_backfill: bool = False
-    force_backup: bool = False
-    confirm_rebuild: str = ""
+    run_id: str = _reference("job.run_id")
+    catalog: str = _variable(_identifier)
+    schema: str = _variable(_identifier)
+    inbound_scd_dir: str = _variable()
+    inbound_cg_dir: str = _variable()
+    cg_seed_file: str = _variable()
+    pt_seed_table: str = _variable(_table_name)
+    pt_delta_table: str = _variable(_table_name)
+    mvi_psa_dir: str = _variable()
+    mvi_person_dir: str = _variable()
+    mvi_institution_dir: str = _variable()
+    export_dir: str = _variable()
+    backup_dir: str = _variable()
+    processing_mode: str = _job_parameter(_mode, "update")
+    run_date: dt.date | None = _job_parameter(_optional_date, None)
+    job_start_date: dt.date | None = _reference("job.start_time.iso_date", _optional_date, None)
+    force_dmdc_export: bool = _job_parameter(_parse_bool, False)
+    force_edipi_backfill: bool = _job_parameter(_parse_bool, False)
+    force_backup: bool = _job_parameter(_parse_bool, False)
+    confirm_rebuild: str = _job_parameter(_text, "")
 
     def effective_run_date(self) -> dt.date:
         """The run date: the ``run_date`` parameter, else the job's start date (UTC)."""
@@ -87,21 +134,27 @@ class Settings:
         return dt.datetime.now(dt.UTC).date()
 
 
-_REQUIRED = (
-    "run_id",
-    "catalog",
-    "schema",
-    "inbound_scd_dir",
-    "inbound_cg_dir",
-    "cg_seed_file",
-    "pt_seed_table",
-    "pt_delta_table",
-    "mvi_psa_dir",
-    "mvi_person_dir",
-    "mvi_institution_dir",
-    "export_dir",
-    "backup_dir",
+_FIELDS = dataclasses.fields(Settings)
+#: Settings without a default: every task fails fast when one is missing.
+REQUIRED = tuple(
+    f.name
+    for f in _FIELDS
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 )
+
+
+def named_parameters() -> dict[str, str]:
+    """The ``named_parameters`` every wheel task of every job must carry, in field order."""
+    out: dict[str, str] = {}
+    for f in _FIELDS:
+        source = f.metadata["source"]
+        if source == "var":
+            out[f.name] = "${var." + f.name + "}"
+        elif source == "param":
+            out[f.name] = "{{job.parameters." + f.name + "}}"
+        else:
+            out[f.name] = source
+    return out
 
 
 def parse_args(argv: Sequence[str]) -> dict[str, str]:
@@ -126,66 +179,19 @@ def parse_args(argv: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _unresolved(value: str) -> bool:
-    # A {{...}} reference Databricks could not resolve arrives verbatim.
-    return "{{" in value or "${" in value
-
-
 def settings_from_params(params: dict[str, str]) -> Settings:
     """Validate raw parameters into :class:`Settings`; unknown names are errors."""
-    fields = {f.name for f in dataclasses.fields(Settings)}
-    unknown = sorted(set(params) - fields)
+    unknown = sorted(set(params) - {f.name for f in _FIELDS})
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
-    missing = [n for n in _REQUIRED if not params.get(n, "").strip()]
+    missing = [n for n in REQUIRED if not params.get(n, "").strip()]
     if missing:
         raise ConfigError(f"missing setting(s): {', '.join(missing)}")
-    for name in _REQUIRED:
+    for name in REQUIRED:
         if _unresolved(params[name]):
             raise ConfigError(f"setting '{name}' was not resolved: {params[name]!r}")
-    for name in ("catalog", "schema"):
-        if not _IDENT.match(params[name]):
-            raise ConfigError(f"setting '{name}' must be an identifier, got {params[name]!r}")
-    for name in ("pt_seed_table", "pt_delta_table"):
-        if not _TABLE.match(params[name]):
-            raise ConfigError(f"setting '{name}' must be a table name, got {params[name]!r}")
-
-    mode = params.get("processing_mode", "update").strip().lower() or "update"
-    if mode not in PROCESSING_MODES:
-        raise ConfigError(
-            f"setting 'processing_mode' must be one of {', '.join(PROCESSING_MODES)}, got {mode!r}"
-        )
-
-    def opt_date(name: str) -> dt.date | None:
-        raw = params.get(name, "").strip()
-        if not raw or _unresolved(raw):
-            return None
-        return parse_date(name, raw)
-
-    return Settings(
-        run_id=params["run_id"].strip(),
-        catalog=params["catalog"].strip(),
-        schema=params["schema"].strip(),
-        inbound_scd_dir=params["inbound_scd_dir"].strip(),
-        inbound_cg_dir=params["inbound_cg_dir"].strip(),
-        cg_seed_file=params["cg_seed_file"].strip(),
-        pt_seed_table=params["pt_seed_table"].strip(),
-        pt_delta_table=params["pt_delta_table"].strip(),
-        mvi_psa_dir=params["mvi_psa_dir"].strip(),
-        mvi_person_dir=params["mvi_person_dir"].strip(),
-        mvi_institution_dir=params["mvi_institution_dir"].strip(),
-        export_dir=params["export_dir"].strip(),
-        backup_dir=params["backup_dir"].strip(),
-        processing_mode=mode,
-        run_date=opt_date("run_date"),
-        job_start_date=opt_date("job_start_date"),
-        force_dmdc_export=_parse_bool("force_dmdc_export", params.get("force_dmdc_export", "")),
-        force_edipi_backfill=_parse_bool(
-            "force_edipi_backfill", params.get("force_edipi_backfill", "")
-        ),
-        force_backup=_parse_bool("force_backup", params.get("force_backup", "")),
-        confirm_rebuild=params.get("confirm_rebuild", "").strip(),
-    )
+    values = {f.name: f.metadata["parse"](f.name, params.get(f.name, "")) for f in _FIELDS}
+    return Settings(**values)
 
 
 def settings_from_argv(argv: Sequence[str]) -> Settings:

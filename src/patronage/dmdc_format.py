@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from patronage.errors import RecordFormatError
+
 #: (column of ``patronage_unified``, width), in record order: 42 characters.
 FIELDS: tuple[tuple[str, int], ...] = (
     ("edipi", 10),
@@ -44,10 +46,6 @@ LAGGED_PREFIX = "LAGGED_EDIPI_PATRONAGE_"
 
 _BATCH_SLICE = slice(10, 13)
 _EDIPI_SLICE = slice(0, 10)
-
-
-class RecordFormatError(ValueError):
-    """A value cannot be written in its fixed-width field; the file is refused."""
 
 
 def yyyymmdd(day: dt.date) -> str:

@@ -14,10 +14,9 @@ import datetime as dt
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
-
-class FileSystemError(OSError):
-    """A path could not be read or written; the message names the path."""
+from patronage.errors import FileSystemError
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -139,7 +138,7 @@ class FileSystem:
 class DbutilsFileSystem(FileSystem):
     """Databricks adapter for ``dbfs:/`` listing where the FUSE mount is absent."""
 
-    def __init__(self, dbutils) -> None:
+    def __init__(self, dbutils: Any) -> None:
         self._dbutils = dbutils
 
     def list_files(self, directory: str) -> list[FileInfo]:
@@ -161,7 +160,7 @@ class DbutilsFileSystem(FileSystem):
         return out
 
 
-def get_dbutils(spark):
+def get_dbutils(spark: Any) -> Any:
     """dbutils when running on Databricks, else ``None``.
 
     Classic clusters have ``pyspark.dbutils``; serverless compute has only the
@@ -177,12 +176,12 @@ def get_dbutils(spark):
     if not os.environ.get("DATABRICKS_RUNTIME_VERSION"):
         return None
     try:
-        from databricks.sdk.runtime import dbutils  # type: ignore[import-not-found]
+        from databricks.sdk.runtime import dbutils
     except Exception:
         return None
     return dbutils
 
 
-def filesystem_for(spark) -> FileSystem:
+def filesystem_for(spark: Any) -> FileSystem:
     dbutils = get_dbutils(spark)
     return DbutilsFileSystem(dbutils) if dbutils is not None else FileSystem()

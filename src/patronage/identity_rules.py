@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from patronage import tables as t
+from patronage.errors import MissingColumnsError
 
 ICN = "MVIPersonICN"
 SID = "MVITreatingFacilityInstitutionSID"
@@ -70,10 +71,6 @@ AMBIGUOUS_ICN_CODE = "icn_has_multiple_identifiers"
 AMBIGUOUS_IDENTIFIER = "identifier_has_multiple_icns"
 
 
-class MissingColumnsError(ValueError):
-    """An MVI source lacks columns SPEC §2.4 requires; the message names them."""
-
-
 def conform(df: DataFrame, source: str) -> DataFrame:
     """Select the source's required columns (case-insensitively) with their SPEC types.
 
@@ -91,7 +88,7 @@ def conform(df: DataFrame, source: str) -> DataFrame:
     )
 
 
-def _present(col: str) -> F.Column:
+def _present(col: str) -> Column:
     return F.col(col).isNotNull() & (F.trim(F.col(col)) != "")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from patronage import scd2
@@ -37,7 +37,7 @@ ACTIVE_HAS_ICN = "active_row_has_icn"
 _TS = "SDP_Event_Created_Timestamp"
 
 
-def _history_order() -> list:
+def _history_order() -> list[Column]:
     """Version order within a key: timestamp, then expired before active.
 
     Two versions of a key with the same timestamp (possible only when two

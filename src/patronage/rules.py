@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 
 from patronage.fs import FileInfo
+from patronage.repositories.ledger import FINAL_STATUSES, FileKey, file_key
 
 SCD = "SCD"
 CG = "CG"
@@ -94,17 +95,6 @@ def backup_due(run_date: dt.date) -> bool:
 
 
 # --- the ledger decision -----------------------------------------------------
-
-#: Latest ledger statuses after which a file identity is never processed again.
-FINAL_STATUSES = frozenset({"merged", "rejected"})
-
-FileKey = tuple[str, int, dt.datetime]
-
-
-def file_key(info: FileInfo) -> FileKey:
-    """A file's identity for exactly-once: path, size and modification time."""
-    return (info.path, info.size, info.modification_time)
-
 
 @dataclasses.dataclass
 class Discovery:

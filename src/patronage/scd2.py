@@ -55,6 +55,7 @@ def business_key(qualifier: str | None = None) -> Column:
     for batch_cd, parts in BUSINESS_KEYS.items():
         value = F.concat_ws("|", F.lit(batch_cd), *[_encode(_col(p, qualifier)) for p in parts])
         expr = (F.when if expr is None else expr.when)(batch == F.lit(batch_cd), value)
+    assert expr is not None
     return expr
 
 
@@ -131,7 +132,7 @@ def merge_condition(target: str = "t", source: str = "s") -> Column:
     )
 
 
-def expire_assignments(source: str = "s") -> dict[str, Column]:
+def expire_assignments(source: str = "s") -> dict[str, str | Column]:
     """SPEC §8: how the active row of a changed key is expired."""
     return {
         "RecordStatus": F.lit(False),
@@ -141,7 +142,7 @@ def expire_assignments(source: str = "s") -> dict[str, Column]:
     }
 
 
-def insert_values(source: str = "s") -> dict[str, Column]:
+def insert_values(source: str = "s") -> dict[str, str | Column]:
     return {c: F.col(f"{source}.{c}") for c in t.TARGET_COLUMNS}
 
 

@@ -14,6 +14,10 @@ import os
 import re
 from pathlib import Path
 
+from pyspark.sql import SparkSession
+
+from patronage.sqlnames import quote_identifier, string_literal
+
 log = logging.getLogger(__name__)
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -33,13 +37,12 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "patronage" / "ivy"
 
 
-def get_spark(state_dir: str | os.PathLike[str] | None = None):
+def get_spark(state_dir: str | os.PathLike[str] | None = None) -> SparkSession:
     """Return the active session, or build the local Delta session.
 
     ``state_dir`` only matters for the first local call: it fixes where the
     warehouse lives (``<state_dir>/warehouse``).
     """
-    from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
@@ -49,9 +52,8 @@ def get_spark(state_dir: str | os.PathLike[str] | None = None):
     return _build_local(Path(state_dir or os.environ.get("PATRONAGE_STATE_DIR", ".patronage")))
 
 
-def _build_local(state_dir: Path):
+def _build_local(state_dir: Path) -> SparkSession:
     from delta import configure_spark_with_delta_pip
-    from pyspark.sql import SparkSession
 
     warehouse = (state_dir / "warehouse").resolve()
     warehouse.mkdir(parents=True, exist_ok=True)
@@ -85,16 +87,16 @@ def _build_local(state_dir: Path):
     return spark
 
 
-def is_local(spark) -> bool:
-    return spark.conf.get(LOCAL_FLAG, "false") == "true"
+def is_local(spark: SparkSession) -> bool:
+    return bool(spark.conf.get(LOCAL_FLAG, "false") == "true")
 
 
-def warehouse_dir(spark) -> Path:
-    raw = spark.conf.get(WAREHOUSE_CONF)
+def warehouse_dir(spark: SparkSession) -> Path:
+    raw = str(spark.conf.get(WAREHOUSE_CONF))
     return Path(raw.removeprefix("file:"))
 
 
-def register_local_tables(spark) -> int:
+def register_local_tables(spark: SparkSession) -> int:
     """Re-register every Delta table found under the local warehouse.
 
     Layout is ``<warehouse>/<schema>/<table>/_delta_log``; returns the count.
@@ -107,17 +109,15 @@ def register_local_tables(spark) -> int:
         if not _IDENT.match(schema_dir.name):
             continue
         spark.sql(
-            f"CREATE SCHEMA IF NOT EXISTS spark_catalog.`{schema_dir.name}`"
-            f" LOCATION '{schema_dir.as_posix()}'"
+            f"CREATE SCHEMA IF NOT EXISTS {quote_identifier('spark_catalog', schema_dir.name)}"
+            f" LOCATION {string_literal(schema_dir.as_posix())}"
         )
         for table_dir in sorted(p for p in schema_dir.iterdir() if p.is_dir()):
             if _IDENT.match(table_dir.name) and (table_dir / "_delta_log").is_dir():
                 # Names and paths come from the warehouse layout, not from data.
-                spark.sql(
-                    "CREATE TABLE IF NOT EXISTS "
-                    f"spark_catalog.`{schema_dir.name}`.`{table_dir.name}`"
-                    f" USING DELTA LOCATION '{table_dir.as_posix()}'"
-                )
+                name = quote_identifier("spark_catalog", schema_dir.name, table_dir.name)
+                where = string_literal(table_dir.as_posix())
+                spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION {where}")
                 count += 1
     log.debug("registered %d local Delta tables", count)
     return count

@@ -10,16 +10,23 @@ locations themselves.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from patronage import spark as spark_mod
+from patronage.sqlnames import quote_identifier, string_literal
+
+if TYPE_CHECKING:
+    from delta.tables import DeltaTable
 
 log = logging.getLogger(__name__)
 
-S, TS, D, B, L, INT = (
+STRING, TIMESTAMP, DATE, BOOLEAN, LONG, INT = (
     T.StringType(),
     T.TimestampType(),
     T.DateType(),
@@ -36,100 +43,90 @@ def _schema(*cols: tuple[str, T.DataType]) -> T.StructType:
 # --- SPEC §4: the target ---------------------------------------------------
 PATRONAGE_UNIFIED = "patronage_unified"
 TARGET_SCHEMA = _schema(
-    ("edipi", S),
-    ("ICN", S),
-    ("Veteran_ICN", S),
-    ("participant_id", S),
-    ("Batch_CD", S),
-    ("Applicant_Type", S),
-    ("Caregiver_Status", S),
-    ("SC_Combined_Disability_Percentage", S),
-    ("PT_Indicator", S),
-    ("Individual_Unemployability", S),
-    ("Status_Begin_Date", S),
-    ("Status_Last_Update", S),
-    ("Status_Termination_Date", S),
-    ("SDP_Event_Created_Timestamp", TS),
-    ("filename", S),
-    ("RecordLastUpdated", D),
-    ("RecordStatus", B),
-    ("sentToDoD", B),
-    ("change_log", S),
-    ("RecordChangeStatus", S),
+    ("edipi", STRING),
+    ("ICN", STRING),
+    ("Veteran_ICN", STRING),
+    ("participant_id", STRING),
+    ("Batch_CD", STRING),
+    ("Applicant_Type", STRING),
+    ("Caregiver_Status", STRING),
+    ("SC_Combined_Disability_Percentage", STRING),
+    ("PT_Indicator", STRING),
+    ("Individual_Unemployability", STRING),
+    ("Status_Begin_Date", STRING),
+    ("Status_Last_Update", STRING),
+    ("Status_Termination_Date", STRING),
+    ("SDP_Event_Created_Timestamp", TIMESTAMP),
+    ("filename", STRING),
+    ("RecordLastUpdated", DATE),
+    ("RecordStatus", BOOLEAN),
+    ("sentToDoD", BOOLEAN),
+    ("change_log", STRING),
+    ("RecordChangeStatus", STRING),
 )
 TARGET_COLUMNS = [f.name for f in TARGET_SCHEMA.fields]
 
 # --- SPEC §3: identity -----------------------------------------------------
 CORRELATION_LOOKUP = "correlation_lookup"
 LOOKUP_SCHEMA = _schema(
-    ("MVIPersonICN", S),
-    ("participant_id", S),
-    ("edipi", S),
-    ("va_profile_id", S),
-    ("ICNStatus", S),
-    ("Last_Modified_Date", TS),
+    ("MVIPersonICN", STRING),
+    ("participant_id", STRING),
+    ("edipi", STRING),
+    ("va_profile_id", STRING),
+    ("ICNStatus", STRING),
+    ("Last_Modified_Date", TIMESTAMP),
 )
 DUPLICATE_CORRELATIONS = "duplicate_correlations"
 DUPLICATES_SCHEMA = _schema(
-    ("MVIPersonICN", S),
-    ("InstitutionCode", S),
-    ("TreatingFacilityPersonIdentifier", S),
-    ("CorrelationModifiedDateTime", TS),
-    ("ambiguity", S),
-    ("run_date", D),
+    ("MVIPersonICN", STRING),
+    ("InstitutionCode", STRING),
+    ("TreatingFacilityPersonIdentifier", STRING),
+    ("CorrelationModifiedDateTime", TIMESTAMP),
+    ("ambiguity", STRING),
+    ("run_date", DATE),
 )
 #: One row per build of the lookup: the identity stage skips a second build per day.
 CORRELATION_LOOKUP_BUILDS = "correlation_lookup_builds"
 LOOKUP_BUILDS_SCHEMA = _schema(
-    ("run_date", D),
-    ("run_id", S),
-    ("lookup_rows", L),
-    ("quarantined_rows", L),
-    ("built_at", TS),
+    ("run_date", DATE),
+    ("run_id", STRING),
+    ("lookup_rows", LONG),
+    ("quarantined_rows", LONG),
+    ("built_at", TIMESTAMP),
 )
 
 # --- SPEC §5: discovery ledger (append-only events; latest event wins) -----
 FILE_LEDGER = "patronage_file_ledger"
 LEDGER_SCHEMA = _schema(
-    ("path", S),
-    ("file_name", S),
-    ("source", S),
-    ("size", L),
-    ("modification_time", TS),
-    ("run_id", S),
-    ("processing_mode", S),
-    ("status", S),
-    ("reason", S),
+    ("path", STRING),
+    ("file_name", STRING),
+    ("source", STRING),
+    ("size", LONG),
+    ("modification_time", TIMESTAMP),
+    ("run_id", STRING),
+    ("processing_mode", STRING),
+    ("status", STRING),
+    ("reason", STRING),
     ("file_order", INT),
-    ("raw_rows", L),
-    ("valid_rows", L),
-    ("rejected_rows", L),
-    ("staged_rows", L),
-    ("recorded_at", TS),
+    ("raw_rows", LONG),
+    ("valid_rows", LONG),
+    ("rejected_rows", LONG),
+    ("staged_rows", LONG),
+    ("recorded_at", TIMESTAMP),
 )
-LEDGER_STATUSES = (
-    "discovered",  # discover chose it for this run
-    "late",  # at or before the window start and never merged: reported, not applied
-    "unreadable",  # matched by name but could not be stat-ed
-    "ingested",  # ingest read it (counts filled); not yet merged
-    "rejected",  # the whole file was refused (bad header, cannot decode): final
-    "merged",  # its changes are in patronage_unified: final
-    "superseded",  # was merged, then a rebuild reset the target
-)
-#: A file whose latest event has one of these is never processed again.
-LEDGER_FINAL_STATUSES = ("merged", "rejected")
+# Statuses and their meaning: patronage.repositories.ledger.LedgerStatus.
 
 # --- rejects / quarantine of bad rows --------------------------------------
 REJECTS = "patronage_rejects"
 REJECTS_SCHEMA = _schema(
-    ("run_id", S),
-    ("source", S),
-    ("file", S),
-    ("row_number", L),
-    ("raw_row", S),
-    ("reason_code", S),
-    ("message", S),
-    ("recorded_at", TS),
+    ("run_id", STRING),
+    ("source", STRING),
+    ("file", STRING),
+    ("row_number", LONG),
+    ("raw_row", STRING),
+    ("reason_code", STRING),
+    ("message", STRING),
+    ("recorded_at", TIMESTAMP),
 )
 
 # --- staging between ingest and merge --------------------------------------
@@ -138,7 +135,7 @@ STAGING_CG = "patronage_staging_cg"
 STAGING_SCHEMA = T.StructType(
     TARGET_SCHEMA.fields
     + [
-        T.StructField("run_id", S, True),
+        T.StructField("run_id", STRING, True),
         T.StructField("file_order", INT, True),
     ]
 )
@@ -146,42 +143,42 @@ STAGING_SCHEMA = T.StructType(
 # --- SPEC §9, §10 ------------------------------------------------------------
 DMDC_CHECKPOINT = "dmdc_checkpoint"
 CHECKPOINT_SCHEMA = _schema(
-    ("checkpoint_timestamp", TS),
-    ("filename", S),
-    ("record_count", L),
-    ("generate_query", S),
-    ("file_sha256", S),
-    ("run_id", S),
-    ("created_at", TS),
+    ("checkpoint_timestamp", TIMESTAMP),
+    ("filename", STRING),
+    ("record_count", LONG),
+    ("generate_query", STRING),
+    ("file_sha256", STRING),
+    ("run_id", STRING),
+    ("created_at", TIMESTAMP),
 )
 PIPELINE_LOG = "patronage_pipeline_log"
 PIPELINE_LOG_SCHEMA = _schema(
-    ("run_id", S),
-    ("run_timestamp_utc", TS),
-    ("processing_mode", S),
-    ("status", S),
-    ("error_message", S),
+    ("run_id", STRING),
+    ("run_timestamp_utc", TIMESTAMP),
+    ("processing_mode", STRING),
+    ("status", STRING),
+    ("error_message", STRING),
     ("duration_seconds", T.DoubleType()),
-    ("patronage_table_detail", S),
-    ("identity_correlation_detail", S),
-    ("file_discovery_detail", S),
-    ("records_processed_detail", S),
-    ("scheduled_tasks_detail", S),
-    ("input_watermarks", S),
-    ("output_row_counts_by_batch", S),
-    ("dmdc_export_stats", S),
-    ("edipi_backfill_stats", S),
-    ("backup_stats", S),
+    ("patronage_table_detail", STRING),
+    ("identity_correlation_detail", STRING),
+    ("file_discovery_detail", STRING),
+    ("records_processed_detail", STRING),
+    ("scheduled_tasks_detail", STRING),
+    ("input_watermarks", STRING),
+    ("output_row_counts_by_batch", STRING),
+    ("dmdc_export_stats", STRING),
+    ("edipi_backfill_stats", STRING),
+    ("backup_stats", STRING),
 )
 
 # --- run state (ARCHITECTURE: task values) ---------------------------------
 TASK_VALUES = "patronage_task_values"
 TASK_VALUES_SCHEMA = _schema(
-    ("run_id", S),
-    ("task_key", S),
-    ("name", S),
-    ("value_json", S),
-    ("recorded_at", TS),
+    ("run_id", STRING),
+    ("task_key", STRING),
+    ("name", STRING),
+    ("value_json", STRING),
+    ("recorded_at", TIMESTAMP),
 )
 
 
@@ -215,7 +212,12 @@ SPECS: dict[str, TableSpec] = {
 
 
 class Tables:
-    """Names and life cycle of the product's tables in one catalog/schema."""
+    """Names and life cycle of the product's tables in one catalog/schema.
+
+    Reads never create: a table that does not exist yet reads as empty with
+    its declared schema. Writers (``append``, ``replace_where``, ``delta``)
+    create it first, through the DeltaTable builder.
+    """
 
     def __init__(self, spark: SparkSession, catalog: str, schema: str) -> None:
         self.spark = spark
@@ -225,7 +227,7 @@ class Tables:
 
     def fqn(self, name: str) -> str:
         """Fully qualified, quoted name for SQL and ``spark.table``."""
-        return f"`{self.catalog}`.`{self.schema}`.`{name}`"
+        return quote_identifier(self.catalog, self.schema, name)
 
     def location(self, name: str) -> str | None:
         """Local only: where the external table's files live."""
@@ -234,42 +236,60 @@ class Tables:
         return (spark_mod.warehouse_dir(self.spark) / self.schema / name).as_posix()
 
     def exists(self, name: str) -> bool:
-        return self.spark.catalog.tableExists(f"{self.catalog}.{self.schema}.{name}")
+        return bool(self.spark.catalog.tableExists(f"{self.catalog}.{self.schema}.{name}"))
 
     def ensure_schema(self) -> None:
-        ddl = f"CREATE SCHEMA IF NOT EXISTS `{self.catalog}`.`{self.schema}`"
+        ddl = f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(self.catalog, self.schema)}"
         if self._local:
-            ddl += f" LOCATION '{(spark_mod.warehouse_dir(self.spark) / self.schema).as_posix()}'"
+            where = (spark_mod.warehouse_dir(self.spark) / self.schema).as_posix()
+            ddl += f" LOCATION {string_literal(where)}"
         self.spark.sql(ddl)
+
+    def _builder_name(self, name: str) -> str:
+        # Delta OSS's builder takes at most schema.table; locally the catalog is
+        # the session catalog, on Databricks the builder takes all three parts.
+        if self._local:
+            return quote_identifier(self.schema, name)
+        return self.fqn(name)
 
     def ensure(self, name: str) -> None:
         """Create the table with its declared schema if it does not exist."""
         if self.exists(name):
             return
+        from delta.tables import DeltaTable
+
         spec = SPECS[name]
         self.ensure_schema()
-        # DDL from our own declared schema and names; no data values involved.
-        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in spec.schema.fields)
-        ddl = f"CREATE TABLE IF NOT EXISTS {self.fqn(name)} ({columns}) USING DELTA"
+        builder = (
+            DeltaTable.createIfNotExists(self.spark)
+            .tableName(self._builder_name(name))
+            .addColumns(spec.schema)
+        )
         if spec.partition_by:
-            ddl += " PARTITIONED BY (" + ", ".join(f"`{c}`" for c in spec.partition_by) + ")"
+            builder = builder.partitionedBy(*spec.partition_by)
         if spec.cluster_by:
-            ddl += " CLUSTER BY (" + ", ".join(f"`{c}`" for c in spec.cluster_by) + ")"
-        loc = self.location(name)
-        if loc is not None:
-            ddl += f" LOCATION '{loc}'"
-        if spec.properties:
-            props = ", ".join(f"'{k}' = '{v}'" for k, v in spec.properties)
-            ddl += f" TBLPROPERTIES ({props})"
-        self.spark.sql(ddl)
+            builder = builder.clusterBy(*spec.cluster_by)
+        location = self.location(name)
+        if location is not None:
+            builder = builder.location(location)
+        for key, value in spec.properties:
+            builder = builder.property(key, value)
+        try:
+            builder.execute()
+        except AnalysisException:
+            # Another task created it between our check and our create.
+            if not self.exists(name):
+                raise
         log.info("created table %s", name)
 
     def read(self, name: str) -> DataFrame:
-        """The table's current contents (created empty if absent)."""
-        self.ensure(name)
+        """The table's current contents; empty with its declared schema if it does not exist."""
+        if not self.exists(name):
+            return self.spark.createDataFrame([], SPECS[name].schema)
         return self.spark.table(self.fqn(name))
 
-    def delta(self, name: str):
+    def delta(self, name: str) -> DeltaTable:
+        """The table for DeltaTable operations (created first: callers write to it)."""
         from delta.tables import DeltaTable
 
         self.ensure(name)
@@ -277,21 +297,35 @@ class Tables:
 
     def append(self, name: str, df: DataFrame) -> None:
         self.ensure(name)
-        df.select(*[f.name for f in SPECS[name].schema.fields]).write.format("delta").mode(
+        df.select(*SPECS[name].schema.fieldNames()).write.format("delta").mode(
             "append"
         ).saveAsTable(self.fqn(name))
 
+    def replace_where(self, name: str, df: DataFrame, **where: str) -> None:
+        """Atomically replace the rows matching ``where`` (column = value, ANDed) with ``df``.
+
+        INSERT ... REPLACE WHERE with parameter markers: one Delta commit, so a rerun
+        replaces what an earlier attempt wrote and never duplicates it.
+        """
+        self.ensure(name)
+        predicate = " AND ".join(f"{quote_identifier(c)} = :{c}" for c in where)
+        self.spark.sql(
+            f"INSERT INTO {self.fqn(name)} REPLACE WHERE {predicate} SELECT * FROM {{rows}}",
+            args=dict(where),
+            rows=df.select(*SPECS[name].schema.fieldNames()),
+        )
+
     def drop(self, name: str) -> None:
         """Drop the table and its files (destructive: callers confirm first)."""
-        loc = self.location(name)
+        location = self.location(name)
         self.spark.sql(f"DROP TABLE IF EXISTS {self.fqn(name)}")
-        if loc is not None:
-            import shutil
-
-            shutil.rmtree(loc, ignore_errors=True)
+        if location is not None:
+            shutil.rmtree(location, ignore_errors=True)
         log.warning("dropped table %s", name)
 
     def version(self, name: str) -> int:
-        """Current Delta table version."""
+        """Current Delta table version (-1 when the table does not exist)."""
+        if not self.exists(name):
+            return -1
         hist = self.delta(name).history(1).select("version").collect()
         return int(hist[0][0]) if hist else -1

@@ -16,15 +16,21 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from patronage import config, fs, runstate
+from patronage import config, fs
 from patronage import tables as t
+from patronage.repositories.dmdc_checkpoint import DmdcCheckpoints
+from patronage.repositories.ledger import FileLedger
+from patronage.repositories.pipeline_log import PipelineLog
+from patronage.repositories.rejects import Rejects
+from patronage.repositories.staging import Staging
+from patronage.repositories.task_values import RunState
 
 log = logging.getLogger("patronage")
 
 
 @dataclass
 class TaskContext:
-    """What a stage gets: settings, Spark, tables, files and run state."""
+    """What a stage gets: settings, Spark, tables, files and one repository per table it keeps."""
 
     task_key: str
     settings: config.Settings
@@ -39,8 +45,28 @@ class TaskContext:
         return fs.filesystem_for(self.spark)
 
     @cached_property
-    def state(self) -> runstate.RunState:
-        return runstate.RunState(self.tables, self.settings.run_id, fs.get_dbutils(self.spark))
+    def state(self) -> RunState:
+        return RunState(self.tables, self.settings.run_id, fs.get_dbutils(self.spark))
+
+    @cached_property
+    def ledger(self) -> FileLedger:
+        return FileLedger(self.tables)
+
+    @cached_property
+    def rejects(self) -> Rejects:
+        return Rejects(self.tables)
+
+    @cached_property
+    def staging(self) -> Staging:
+        return Staging(self.tables)
+
+    @cached_property
+    def checkpoints(self) -> DmdcCheckpoints:
+        return DmdcCheckpoints(self.tables)
+
+    @cached_property
+    def pipeline_log(self) -> PipelineLog:
+        return PipelineLog(self.tables)
 
     def upstream(self, task_key: str) -> dict[str, Any]:
         return self.state.get(task_key)
@@ -66,7 +92,9 @@ def configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_stage(task_key: str, stage: Stage, argv: Sequence[str], spark=None) -> dict[str, Any]:
+def run_stage(
+    task_key: str, stage: Stage, argv: Sequence[str], spark: Any = None
+) -> dict[str, Any]:
     """Run one stage with parsed settings; publish and return its values."""
     from patronage.spark import get_spark
 

@@ -1,12 +1,13 @@
-"""``patronage bench``: the daily-path benchmark (issue 3, item 6); prints three ratios."""
+"""``patronage bench``: the daily-path benchmark; prints three ratios."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 
-def register(subparsers) -> None:
+def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "bench",
         help="measure update vs floor, 10 files vs 1, history vs none (synthetic data)",
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from patronage import bench
+    from patronage.devtools import benchmark as bench
     from patronage.spark import get_spark
 
     if args.scale <= 0 or args.repeat < 1 or args.files < 1:

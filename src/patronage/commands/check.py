@@ -7,9 +7,10 @@ their values) and exits non-zero when any fails.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
-def register(subparsers) -> None:
+def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "check",
         help="verify the invariants of patronage_unified (counts only)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 
 def _date(raw: str) -> dt.date:
@@ -14,7 +15,7 @@ def _date(raw: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {raw!r}") from None
 
 
-def register(subparsers) -> None:
+def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "generate",
         help="write synthetic SCD/CG files, PT tables and MVI sources into a state directory",
@@ -37,7 +38,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from patronage.generate import generate
+    from patronage.devtools.synthetic import generate
     from patronage.spark import get_spark
 
     default_out = getattr(args, "state_dir", None) or ".patronage"

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from patronage import config, fs
@@ -37,7 +38,7 @@ class Result:
         return f"{PASS if self.ok else FAIL}  {self.name}: {self.detail}"
 
 
-def register(subparsers) -> None:
+def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "preflight",
         help="check settings, export directory and tables before a production run",
@@ -108,14 +109,14 @@ def _once(fn: Callable[[], str]) -> Callable[[], str]:
     return wrapper
 
 
-def _checkpoint_summary(df) -> str:
+def _checkpoint_summary(df: DataFrame) -> str:
     r = df.agg(
         F.max("checkpoint_timestamp").alias("last"), F.count(F.lit(1)).alias("n")
     ).collect()[0]
     return f"readable: {r['n']} rows, last checkpoint {r['last']}"
 
 
-def _target_summary(df) -> str:
+def _target_summary(df: DataFrame) -> str:
     r = df.agg(
         F.count(F.lit(1)).alias("n"),
         F.sum(F.when(F.col("RecordStatus"), 1).otherwise(0)).alias("active"),
@@ -123,12 +124,12 @@ def _target_summary(df) -> str:
     return f"readable: {r['n']} rows, {r['active'] or 0} active"
 
 
-def _log_summary(df) -> str:
+def _log_summary(df: DataFrame) -> str:
     r = df.agg(F.count(F.lit(1)).alias("n"), F.max("run_timestamp_utc").alias("last")).collect()[0]
     return f"readable: {r['n']} rows, last run {r['last']}"
 
 
-def run_checks(settings: config.Settings, spark) -> list[Result]:
+def run_checks(settings: config.Settings, spark: SparkSession) -> list[Result]:
     """Every check after settings resolved, in the runbook's order."""
     tables = t.Tables(spark, settings.catalog, settings.schema)
     filesystem = fs.filesystem_for(spark)

@@ -19,19 +19,18 @@ import logging
 import sys
 from typing import Any
 
-from pyspark.sql import DataFrame, Window
-from pyspark.sql import functions as F
-
 from patronage import config
 from patronage import tables as t
-from patronage.stages import backup
+from patronage.errors import BackupError
+from patronage.repositories.ledger import FileLedger
+from patronage.stages import backup, discover
 
 log = logging.getLogger(__name__)
 
 RESTORE_MODE = "restore"
 
 
-def register(subparsers) -> None:
+def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "restore",
         help="replace a table from its monthly backup (destructive; asks for confirmation)",
@@ -58,72 +57,20 @@ def resolve(args: argparse.Namespace, run_id: str) -> tuple[config.Settings, Any
 # --- the ledger side of a restore of the target -------------------------------
 
 
-def newest_per_source(target: DataFrame) -> dict[str, dt.datetime]:
-    rows = (
-        target.groupBy("Batch_CD")
-        .agg(F.max("SDP_Event_Created_Timestamp").alias("newest"))
-        .collect()
-    )
-    return {r["Batch_CD"]: r["newest"] for r in rows if r["newest"] is not None}
-
-
-def superseded_events(
-    ledger: DataFrame,
-    newest: dict[str, dt.datetime],
-    run_id: str,
-    now: dt.datetime,
-    reason: str,
-) -> DataFrame:
-    """``superseded`` events for merged files newer than the restored state.
-
-    A file identity is (path, size, modification_time); its state is its
-    latest event. A source with no rows in the restored table supersedes all
-    of its merged files.
-    """
-    w = Window.partitionBy("path", "size", "modification_time").orderBy(
-        F.col("recorded_at").desc()
-    )
-    latest = ledger.withColumn("_rn", F.row_number().over(w)).where(F.col("_rn") == 1)
-    if newest:
-        after_backup = ~F.upper(F.col("source")).isin(*newest)
-        for source, ts in newest.items():
-            after_backup = after_backup | (
-                (F.upper(F.col("source")) == source) & (F.col("modification_time") > F.lit(ts))
-            )
-    else:
-        after_backup = F.lit(True)
-    return latest.where((F.col("status") == "merged") & after_backup).select(
-        "path",
-        "file_name",
-        "source",
-        "size",
-        "modification_time",
-        F.lit(run_id).alias("run_id"),
-        F.lit(RESTORE_MODE).alias("processing_mode"),
-        F.lit("superseded").alias("status"),
-        F.lit(reason).alias("reason"),
-        F.lit(None).cast("int").alias("file_order"),
-        F.lit(None).cast("long").alias("raw_rows"),
-        F.lit(None).cast("long").alias("valid_rows"),
-        F.lit(None).cast("long").alias("rejected_rows"),
-        F.lit(None).cast("long").alias("staged_rows"),
-        F.lit(now).cast("timestamp").alias("recorded_at"),
-    )
-
-
 def reopen_files_after_restore(tables: t.Tables, run_id: str, backup_path: str) -> int:
-    """Append ``superseded`` events so the next update run re-applies them."""
-    newest = newest_per_source(tables.read(t.PATRONAGE_UNIFIED))
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    """Append ``superseded`` events so the next update run re-applies them.
+
+    Merged files newer than the restored state (per source) are reopened; a
+    source with no rows in the restored table reopens all of its merged files.
+    """
+    newest = discover.newest_loaded(tables.read(t.PATRONAGE_UNIFIED))
     reason = (
         f"{t.PATRONAGE_UNIFIED} restored from {backup_path}; merged after the backup, "
         "to be re-applied by the next update run"
     )
-    events = superseded_events(tables.read(t.FILE_LEDGER), newest, run_id, now, reason)
-    rows = events.collect()
-    if rows:
-        tables.append(t.FILE_LEDGER, tables.spark.createDataFrame(rows, t.LEDGER_SCHEMA))
-    return len(rows)
+    return FileLedger(tables).supersede_merged(
+        run_id, RESTORE_MODE, reason, newer_than=newest or None, keep_counts=False
+    )
 
 
 def restore(tables: t.Tables, backup_dir: str, name: str, run_id: str) -> dict[str, Any]:
@@ -185,7 +132,7 @@ def main(args: argparse.Namespace) -> int:
     tables = t.Tables(spark, settings.catalog, settings.schema)
     try:
         result = restore(tables, settings.backup_dir, name, run_id)
-    except (FileNotFoundError, backup.BackupError, ValueError) as exc:
+    except (FileNotFoundError, BackupError, ValueError) as exc:
         print(f"restore: FAILED: {exc}", file=sys.stderr)
         return 1
     print(

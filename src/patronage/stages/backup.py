@@ -30,12 +30,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from patronage import fs
 from patronage import spark as spark_mod
 from patronage import tables as t
+from patronage.errors import BackupError, ConfigError, MissingInputError
+from patronage.sqlnames import quote_identifier
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -44,10 +46,6 @@ PUBLISHES = ("triggered", "tables", "reason")
 
 #: The tables SPEC §9.3 backs up, in copy order.
 BACKUP_TABLES = (t.PATRONAGE_UNIFIED, t.DMDC_CHECKPOINT, t.PIPELINE_LOG)
-
-
-class BackupError(RuntimeError):
-    """A copy does not match its source; the message names table and figures."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,7 @@ def fingerprint(df: DataFrame) -> Fingerprint:
 def backup_path(backup_dir: str, name: str) -> str:
     """Where a table's backup lives: ``<backup_dir>/<table name>``."""
     if "`" in backup_dir:
-        raise ValueError(f"setting 'backup_dir' must not contain a backtick: {backup_dir!r}")
+        raise ConfigError(f"setting 'backup_dir' must not contain a backtick: {backup_dir!r}")
     return backup_dir.rstrip("/") + "/" + name
 
 
@@ -96,7 +94,7 @@ def read_version(tables: t.Tables, name: str, version: int) -> DataFrame:
     return tables.spark.read.format("delta").option("versionAsOf", version).table(tables.fqn(name))
 
 
-def read_backup(spark, path: str) -> DataFrame:
+def read_backup(spark: SparkSession, path: str) -> DataFrame:
     return spark.read.format("delta").load(_spark_path(path))
 
 
@@ -108,14 +106,14 @@ def backup_marker(run_date: str) -> str:
     return f"patronage-backup:{run_date}"
 
 
-def copied_for(spark, path: str) -> str | None:
+def copied_for(spark: SparkSession, path: str) -> str | None:
     """The marker of the backup copy at ``path`` (None when there is no copy)."""
     from delta.tables import DeltaTable
 
     if not DeltaTable.isDeltaTable(spark, _spark_path(path)):
         return None
     rows = DeltaTable.forPath(spark, _spark_path(path)).history(1).select("userMetadata").collect()
-    return rows[0][0] if rows else None
+    return str(rows[0][0]) if rows and rows[0][0] is not None else None
 
 
 def copy_table(tables: t.Tables, name: str, path: str, version: int, marker: str) -> None:
@@ -146,7 +144,7 @@ def _copy(tables: t.Tables, name: str, path: str, version: int) -> None:
         # Path from configuration (checked for backticks), name from Tables,
         # version from the Delta log: no data values in this statement.
         spark.sql(
-            f"CREATE OR REPLACE TABLE delta.`{path}` DEEP CLONE {tables.fqn(name)} "
+            f"CREATE OR REPLACE TABLE delta.{quote_identifier(path)} DEEP CLONE {tables.fqn(name)} "
             f"VERSION AS OF {int(version)}"
         )
 
@@ -203,11 +201,11 @@ def restore_table(tables: t.Tables, backup_dir: str, name: str) -> dict[str, Any
     restore itself can be undone by time travel.
     """
     if name not in BACKUP_TABLES:
-        raise ValueError(f"no backup is kept for table {name!r}; choose one of {BACKUP_TABLES}")
+        raise ConfigError(f"no backup is kept for table {name!r}; choose one of {BACKUP_TABLES}")
     spark = tables.spark
     path = backup_path(backup_dir, name)
     if not fs.filesystem_for(spark).exists(path + "/_delta_log") and spark_mod.is_local(spark):
-        raise FileNotFoundError(f"no backup of {name} at {path}")
+        raise MissingInputError(f"no backup of {name} at {path}")
     expected = fingerprint(read_backup(spark, path))
     if spark_mod.is_local(spark):
         tables.ensure(name)
@@ -222,10 +220,11 @@ def restore_table(tables: t.Tables, backup_dir: str, name: str) -> dict[str, Any
         )
         cluster_by = t.SPECS[name].cluster_by
         if cluster_by:
-            cols = ", ".join(f"`{c}`" for c in cluster_by)
+            cols = ", ".join(quote_identifier(c) for c in cluster_by)
             spark.sql(f"ALTER TABLE {tables.fqn(name)} CLUSTER BY ({cols})")
     else:
-        spark.sql(f"CREATE OR REPLACE TABLE {tables.fqn(name)} DEEP CLONE delta.`{path}`")
+        source = f"delta.{quote_identifier(path)}"
+        spark.sql(f"CREATE OR REPLACE TABLE {tables.fqn(name)} DEEP CLONE {source}")
     restored = fingerprint(tables.spark.table(tables.fqn(name)))
     if restored != expected:
         raise BackupError(

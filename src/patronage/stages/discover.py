@@ -12,18 +12,20 @@ import datetime as dt
 import logging
 from typing import Any
 
-from pyspark.sql import Window as W
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from patronage import rules
 from patronage import tables as t
-from patronage.config import ConfigError
-from patronage.fs import FileInfo, FileSystemError
+from patronage.errors import ConfigError, FileSystemError
+from patronage.fs import FileInfo
+from patronage.repositories.ledger import LedgerStatus, discovery_event
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
 
-PUBLISHES = (
+#: The run's facts finalize logs as file_discovery_detail.
+FACTS = (
     "run_date",
     "processing_mode",
     "scd_window_start",
@@ -34,14 +36,15 @@ PUBLISHES = (
     "cg_files",
     "late_files",
     "unreadable_files",
+)
+PUBLISHES = (
+    *FACTS,
     "edipi_backfill_due",
     "dmdc_export_due",
     "backup_due",
 )
 
 _SOURCE_DIR_SETTING = {rules.SCD: "inbound_scd_dir", rules.CG: "inbound_cg_dir"}
-#: Events discover owns for its run; a re-run of discover replaces them.
-_DISCOVERY_STATUSES = ("discovered", "late", "unreadable")
 
 
 def require_rebuild_confirmation(mode: str, confirm: str) -> None:
@@ -54,7 +57,7 @@ def require_rebuild_confirmation(mode: str, confirm: str) -> None:
         )
 
 
-def newest_loaded(target) -> dict[str, dt.datetime]:
+def newest_loaded(target: DataFrame) -> dict[str, dt.datetime]:
     """Newest SDP_Event_Created_Timestamp per Batch_CD already in the target."""
     rows = (
         target.groupBy("Batch_CD")
@@ -62,18 +65,6 @@ def newest_loaded(target) -> dict[str, dt.datetime]:
         .collect()
     )
     return {r["Batch_CD"]: r["newest"] for r in rows if r["newest"] is not None}
-
-
-def latest_ledger_status(ledger) -> dict[rules.FileKey, str]:
-    """The latest event's status for each file identity (path, size, mtime)."""
-    w = W.partitionBy("path", "size", "modification_time").orderBy(F.col("recorded_at").desc())
-    rows = (
-        ledger.withColumn("_rn", F.row_number().over(w))
-        .where("_rn = 1")
-        .select("path", "size", "modification_time", "status")
-        .collect()
-    )
-    return {(r["path"], r["size"], r["modification_time"]): r["status"] for r in rows}
 
 
 def list_source(ctx: TaskContext, source: str) -> list[FileInfo]:
@@ -87,25 +78,25 @@ def list_source(ctx: TaskContext, source: str) -> list[FileInfo]:
 
 def ledger_events(
     run_id: str, mode: str, source: str, found: rules.Discovery, now: dt.datetime
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     """Rows for the ledger: discovered (with file order), late and unreadable."""
 
-    def row(info: FileInfo, status: str, reason: str | None, order: int | None) -> tuple:
-        return (
-            info.path, info.name, source, info.size, info.modification_time, run_id, mode,
-            status, reason, order, None, None, None, None, now,
-        )
+    def event(
+        info: FileInfo, status: LedgerStatus, reason: str | None, order: int | None
+    ) -> tuple[Any, ...]:
+        return discovery_event(
+            info, source=source, status=status, reason=reason, order=order,
+            run_id=run_id, mode=mode, now=now,
+        )  # fmt: skip
 
-    out = [row(f, "discovered", None, i) for i, f in enumerate(found.chosen, start=1)]
-    w = found.window
-    out += [
-        row(f, "late", f"modification time at or before the window start {w.start}; not applied",
-            None)
-        for f in found.late
+    start = found.window.start
+    late = f"modification time at or before the window start {start}; not applied"
+    unreadable = "file could not be stat-ed (size/modification time)"
+    return [
+        *(event(f, LedgerStatus.DISCOVERED, None, i) for i, f in enumerate(found.chosen, 1)),
+        *(event(f, LedgerStatus.LATE, late, None) for f in found.late),
+        *(event(f, LedgerStatus.UNREADABLE, unreadable, None) for f in found.unreadable),
     ]
-    out += [row(f, "unreadable", "file could not be stat-ed (size/modification time)", None)
-            for f in found.unreadable]
-    return out
 
 
 def run(ctx: TaskContext) -> dict[str, Any]:
@@ -118,12 +109,11 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         {} if s.processing_mode == rules.REBUILD
         else newest_loaded(ctx.tables.read(t.PATRONAGE_UNIFIED))
     )
-    ledger = ctx.tables.delta(t.FILE_LEDGER)
-    status = latest_ledger_status(ledger.toDF())
+    status = ctx.ledger.latest_status()
 
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     found: dict[str, rules.Discovery] = {}
-    events: list[tuple] = []
+    events: list[tuple[Any, ...]] = []
     for src in rules.SOURCES:
         window = rules.window_for(src, s.processing_mode, run_date, newest.get(src))
         found[src] = rules.decide(src, s.processing_mode, window, listings[src], status)
@@ -139,14 +129,10 @@ def run(ctx: TaskContext) -> dict[str, Any]:
             log.warning("%s file could not be stat-ed: %s", src, info.name)
 
     # A repaired discover replaces what an earlier attempt of this run recorded.
-    ledger.delete(
-        (F.col("run_id") == s.run_id) & F.col("status").isin(*_DISCOVERY_STATUSES)
-    )
-    if events:
-        ctx.tables.append(t.FILE_LEDGER, ctx.spark.createDataFrame(events, t.LEDGER_SCHEMA))
+    ctx.ledger.replace_discovery(s.run_id, events)
     # Create what the parallel ingest tasks write, so they never race to create it.
-    for name in (t.REJECTS, t.STAGING_SCD, t.STAGING_CG):
-        ctx.tables.ensure(name)
+    ctx.rejects.ensure()
+    ctx.staging.ensure()
 
     def ts(value: dt.datetime) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S")

@@ -61,18 +61,6 @@ def select_for_export(
     ).select(*fmt.RECORD_COLUMNS)
 
 
-def checkpoint_facts(checkpoints: DataFrame, end: dt.datetime) -> tuple[dt.datetime | None, Any]:
-    """(newest checkpoint_timestamp, this run date's checkpoint row or None) in one action."""
-    this = F.col("checkpoint_timestamp") == F.lit(end)
-    row = checkpoints.agg(
-        F.max("checkpoint_timestamp").alias("newest"),
-        F.max(
-            F.when(this, F.struct("created_at", "filename", "record_count", "file_sha256"))
-        ).alias("existing"),
-    ).collect()[0]
-    return row["newest"], row["existing"]
-
-
 def run(ctx: TaskContext) -> dict[str, Any]:
     facts = ctx.upstream("discover")
     run_date = config.parse_date("run_date", str(facts["run_date"]))
@@ -92,7 +80,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         return values
 
     end = fmt.midnight(run_date)
-    newest, existing = checkpoint_facts(ctx.tables.read(t.DMDC_CHECKPOINT), end)
+    newest, existing = ctx.checkpoints.facts(end)
     values["window_end"] = ts_text(end)
     if existing is not None:
         log.info("DMDC export for %s already has its checkpoint (%s): nothing to do",
@@ -132,12 +120,15 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     ctx.fs.write_atomic(path, content)
     log.info("wrote DMDC file %s with %d records", filename, len(records))
 
-    checkpoint = ctx.spark.createDataFrame(
-        [(end, filename, len(records), fmt.generate_query(run_date), sha256,
-          ctx.settings.run_id, dt.datetime.now(dt.UTC).replace(tzinfo=None))],
-        t.CHECKPOINT_SCHEMA,
+    # A failure here fails the task: the next export must not skip this window.
+    ctx.checkpoints.record(
+        end=end,
+        filename=filename,
+        record_count=len(records),
+        generate_query=fmt.generate_query(run_date),
+        file_sha256=sha256,
+        run_id=ctx.settings.run_id,
     )
-    ctx.tables.append(t.DMDC_CHECKPOINT, checkpoint)  # a failure here fails the task
     log.info("DMDC checkpoint %s recorded", ts_text(end))
 
     values.update(

@@ -29,6 +29,9 @@ from typing import Any
 from pyspark.sql import functions as F
 
 from patronage import tables as t
+from patronage.errors import RunFailed
+from patronage.repositories.task_values import RunState
+from patronage.stages import discover
 from patronage.task import DURATION_VALUE, ERROR_VALUE, STATUS_VALUE, TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -51,10 +54,6 @@ SCHEDULED_TASKS = ("edipi_backfill", "dmdc_export", "backup")
 SUCCESS = "SUCCESS"
 FAILED = "FAILED"
 NOT_RUN = "NOT_RUN"
-
-
-class RunFailed(RuntimeError):
-    """The run had a failed task; raised after its log row is written."""
 
 
 def task_outcomes(values: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str | None]]:
@@ -123,21 +122,7 @@ def detail_columns(
         "built": ident.get("built"),
         "lookup_run_date": ident.get("lookup_run_date"),
     }
-    discovery = {
-        name: disc.get(name)
-        for name in (
-            "run_date",
-            "processing_mode",
-            "scd_window_start",
-            "scd_window_end",
-            "cg_window_start",
-            "cg_window_end",
-            "scd_files",
-            "cg_files",
-            "late_files",
-            "unreadable_files",
-        )
-    }
+    discovery = {name: disc.get(name) for name in discover.FACTS}
     records = {
         "SCD": _without_wrapper(values.get("ingest_scd")),
         "CG": _without_wrapper(values.get("ingest_cg")),
@@ -183,25 +168,15 @@ def detail_columns(
     }
 
 
-def run_start(tables: t.Tables, run_id: str) -> dt.datetime | None:
+def run_start(state: RunState) -> dt.datetime | None:
     """Earliest task start of the run: publish time minus duration, any attempt."""
-    rows = (
-        tables.read(t.TASK_VALUES)
-        .where(
-            (F.col("run_id") == run_id)
-            & (F.col("name") == DURATION_VALUE)
-            & (F.col("task_key") != TASK_KEY)
-        )
-        .select("value_json", "recorded_at")
-        .collect()
-    )
     starts = []
-    for r in rows:
+    for value, recorded_at in state.published_at(DURATION_VALUE, except_task=TASK_KEY):
         try:
-            seconds = float(json.loads(r["value_json"]))
+            seconds = float(value)
         except (TypeError, ValueError):
             seconds = 0.0
-        starts.append(r["recorded_at"] - dt.timedelta(seconds=seconds))
+        starts.append(recorded_at - dt.timedelta(seconds=seconds))
     return min(starts) if starts else None
 
 
@@ -218,21 +193,6 @@ def target_counts(tables: t.Tables) -> dict[str, Any] | None:
         .collect()[0]
     )
     return {"rows": int(row["rows"]), "active": int(row["active"] or 0)}
-
-
-def write_log_row(tables: t.Tables, row: dict[str, Any]) -> None:
-    """Insert, or replace this run's row (a rerun of finalize)."""
-    df = tables.spark.createDataFrame(
-        [tuple(row[f.name] for f in t.PIPELINE_LOG_SCHEMA.fields)], t.PIPELINE_LOG_SCHEMA
-    )
-    (
-        tables.delta(t.PIPELINE_LOG)
-        .alias("log")
-        .merge(df.alias("new"), "log.run_id = new.run_id")
-        .whenMatchedUpdateAll()
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
 
 
 def build_row(
@@ -265,11 +225,11 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         s.run_id,
         s.processing_mode,
         values,
-        run_start(ctx.tables, s.run_id),
+        run_start(ctx.state),
         now,
         target_counts(ctx.tables),
     )
-    write_log_row(ctx.tables, row)
+    ctx.pipeline_log.upsert(row)
     published = {"status": row["status"], "error_message": row["error_message"]}
     log.info("run %s logged as %s", s.run_id, row["status"])
     if row["status"] != SUCCESS:

@@ -37,12 +37,13 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from patronage import dmdc_format as fmt
 from patronage import rules
 from patronage import tables as t
-from patronage.fs import FileSystemError
+from patronage.errors import FileSystemError, FreshnessGap
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -78,10 +79,6 @@ MAINTENANCE_OPERATIONS = frozenset(
 
 PASS = "PASS"
 FAIL = "FAIL"
-
-
-class FreshnessGap(RuntimeError):
-    """At least one freshness check failed; the message lists every gap."""
 
 
 @dataclasses.dataclass
@@ -210,30 +207,22 @@ def found_no_rows(stats_json: str | None) -> bool:
 # --- reads (never create a table) -------------------------------------------------
 
 
-def newest_processed(tables: t.Tables) -> dict[str, dt.datetime]:
-    parts = []
-    if tables.exists(t.FILE_LEDGER):
-        parts.append(
-            tables.read(t.FILE_LEDGER)
-            .where(F.col("status") == "merged")
-            .select(F.upper("source").alias("src"), F.col("modification_time").alias("ts"))
-        )
-    if tables.exists(t.PATRONAGE_UNIFIED):
-        parts.append(
-            tables.read(t.PATRONAGE_UNIFIED).select(
-                F.upper("Batch_CD").alias("src"), F.col("SDP_Event_Created_Timestamp").alias("ts")
-            )
-        )
-    if not parts:
-        return {}
-    df = parts[0]
-    for other in parts[1:]:
-        df = df.unionByName(other)
-    rows = df.groupBy("src").agg(F.max("ts").alias("newest")).collect()
-    return {r["src"]: r["newest"] for r in rows if r["newest"] is not None}
+def newest_processed(ctx: TaskContext) -> dict[str, dt.datetime]:
+    """Per source, the newest file time merged: from the ledger and from the target."""
+    newest = ctx.ledger.newest_merged()
+    rows = (
+        ctx.tables.read(t.PATRONAGE_UNIFIED)
+        .groupBy(F.upper("Batch_CD").alias("src"))
+        .agg(F.max("SDP_Event_Created_Timestamp").alias("newest"))
+        .collect()
+    )
+    for r in rows:
+        if r["newest"] is not None and (r["src"] not in newest or r["newest"] > newest[r["src"]]):
+            newest[r["src"]] = r["newest"]
+    return newest
 
 
-def pt_last_change(spark, table: str) -> tuple[bool, dt.datetime | None]:
+def pt_last_change(spark: SparkSession, table: str) -> tuple[bool, dt.datetime | None]:
     from delta.tables import DeltaTable
 
     if not spark.catalog.tableExists(table):
@@ -248,32 +237,10 @@ def pt_last_change(spark, table: str) -> tuple[bool, dt.datetime | None]:
     return True, row["last"]
 
 
-def read_checkpoints(tables: t.Tables) -> list[tuple[dt.date, str]]:
-    if not tables.exists(t.DMDC_CHECKPOINT):
-        return []
-    rows = tables.read(t.DMDC_CHECKPOINT).select("checkpoint_timestamp", "filename").collect()
-    return [
-        (r["checkpoint_timestamp"].date(), r["filename"])
-        for r in rows
-        if r["checkpoint_timestamp"] is not None
-    ]
-
-
-def read_logged_runs(tables: t.Tables) -> dict[dt.date, bool]:
+def read_logged_runs(ctx: TaskContext) -> dict[dt.date, bool]:
     """Run date of each logged run -> whether its export found no eligible rows."""
-    if not tables.exists(t.PIPELINE_LOG):
-        return {}
-    rows = (
-        tables.read(t.PIPELINE_LOG)
-        .select(
-            F.get_json_object("file_discovery_detail", "$.run_date").alias("run_date"),
-            "run_timestamp_utc",
-            "dmdc_export_stats",
-        )
-        .collect()
-    )
     out: dict[dt.date, bool] = {}
-    for r in rows:
+    for r in ctx.pipeline_log.export_facts():
         try:
             day = dt.date.fromisoformat(r["run_date"]) if r["run_date"] else None
         except ValueError:
@@ -295,12 +262,12 @@ def export_file_names(ctx: TaskContext) -> tuple[set[str], str | None]:
 def run(ctx: TaskContext) -> dict[str, Any]:
     s = ctx.settings
     run_date = s.effective_run_date()
-    newest = newest_processed(ctx.tables)
+    newest = newest_processed(ctx)
     checks = [source_check(src, newest.get(src), run_date) for src in rules.SOURCES]
     exists, last_change = pt_last_change(ctx.spark, s.pt_delta_table)
     checks.append(pt_check(s.pt_delta_table, exists, last_change, run_date))
     files, listing_error = export_file_names(ctx)
-    dmdc = dmdc_check(run_date, read_checkpoints(ctx.tables), files, read_logged_runs(ctx.tables))
+    dmdc = dmdc_check(run_date, ctx.checkpoints.days_and_files(), files, read_logged_runs(ctx))
     if listing_error and dmdc.figures["transfer_days_checked"]:
         dmdc.gaps.insert(0, listing_error)
     checks.append(dmdc)

@@ -19,12 +19,13 @@ import logging
 from typing import Any
 
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
 from patronage import fs
 from patronage import identity_rules as rules
 from patronage import tables as t
+from patronage.errors import IdentitySourceError, MissingColumnsError
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,6 @@ SOURCE_SETTINGS = {
     "person": "mvi_person_dir",
     "institution": "mvi_institution_dir",
 }
-
-
-class IdentitySourceError(RuntimeError):
-    """An MVI source cannot be read; the message names the setting and the path."""
 
 
 def read_source(ctx: TaskContext, source: str) -> DataFrame:
@@ -64,11 +61,11 @@ def read_source(ctx: TaskContext, source: str) -> DataFrame:
         ) from None
     try:
         return rules.conform(df, source)
-    except rules.MissingColumnsError as exc:
-        raise rules.MissingColumnsError(f"{exc} (setting '{setting}': {path})") from None
+    except MissingColumnsError as exc:
+        raise MissingColumnsError(f"{exc} (setting '{setting}': {path})") from None
 
 
-def current_build(ctx: TaskContext):
+def current_build(ctx: TaskContext) -> Row | None:
     """The build row behind the current lookup (newest by ``built_at``), or None."""
     if not ctx.tables.exists(t.CORRELATION_LOOKUP):
         return None
@@ -88,7 +85,9 @@ def overwrite(ctx: TaskContext, name: str, df: DataFrame) -> None:
     df.select(*columns).write.format("delta").mode("overwrite").insertInto(ctx.tables.fqn(name))
 
 
-def _values(lookup_rows: int, quarantined_rows: int, built: bool, run_date) -> dict[str, Any]:
+def _values(
+    lookup_rows: int, quarantined_rows: int, built: bool, run_date: dt.date
+) -> dict[str, Any]:
     return {
         "lookup_rows": int(lookup_rows),
         "quarantined_rows": int(quarantined_rows),

@@ -9,15 +9,19 @@ a file is simply the key's previous row in the run, else its active row.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from patronage import change_log as cl
-from patronage import ingest_common as ic
+from patronage import change_log as changelog
 from patronage import rules
-from patronage import tables as t
+from patronage.errors import InputError, MissingInputError
+from patronage.ingest import csv_files as csv
+from patronage.ingest import row_rules as rr
+from patronage.ingest.template import COMMON_PUBLISHES, IngestInputs, IngestSpec, run_ingest
+from patronage.repositories.ledger import RunFile
+from patronage.repositories.rejects import RejectReason
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -45,7 +49,7 @@ SEED_COLUMNS = (
     "Status_Begin_Date",
     "Status_Termination_Date",
 )
-PUBLISHES: tuple[str, ...] = (*ic.COMMON_PUBLISHES, "seed_staged_rows")
+PUBLISHES: tuple[str, ...] = (*COMMON_PUBLISHES, "seed_staged_rows")
 
 KEY = ("ICN", "Veteran_ICN", "Applicant_Type")
 #: SPEC §7.5 tracked columns, in change_log order.
@@ -66,7 +70,8 @@ def iso_timestamp(value: Column) -> Column:
     return F.when(value.rlike(_TIMESTAMP), value.try_cast("timestamp"))
 
 
-def _ten(c: Column) -> Column:
+def first_ten(c: Column) -> Column:
+    """SPEC §7.2/§7.3: ICNs are compared and stored by their first 10 characters."""
     return F.substring(c, 1, 10)
 
 
@@ -75,47 +80,40 @@ def validate_file_rows(rows: DataFrame) -> DataFrame:
     created = F.col("CreatedDate")
     disp, ends = F.col("Dispositioned_Date__c"), F.col("Benefits_End_Date__c")
     created_ts = iso_timestamp(created)
-    disp_d = ic.strict_date(disp, _DATE, "yyyy-MM-dd")
-    ends_d = ic.strict_date(ends, _DATE, "yyyy-MM-dd")
-    code, rule = ic.first_failure(
-        [
-            (F.col(ic.EXTRA), ic.MALFORMED_ROW, "the line has more fields than the header"),
-            (
-                F.col("Caregiver_ICN__c").isNull(),
-                ic.MISSING_KEY,
-                "Caregiver_ICN__c is empty (SPEC 7.1)",
-            ),
-            (
-                created.isNotNull() & created_ts.isNull(),
-                ic.BAD_DATE,
-                "CreatedDate is not an ISO-8601 timestamp (SPEC 7.1)",
-            ),
-            (
-                disp.isNotNull() & disp_d.isNull(),
-                ic.BAD_DATE,
-                "Dispositioned_Date__c is not a date yyyy-MM-dd (SPEC 7.1)",
-            ),
-            (
-                ends.isNotNull() & ends_d.isNull(),
-                ic.BAD_DATE,
-                "Benefits_End_Date__c is not a date yyyy-MM-dd (SPEC 7.1)",
-            ),
-        ]
-    )
-    return rows.select(
-        ic.FILE_ORDER,
-        ic.PATH,
-        ic.FILE_TS,
-        ic.ROW_NUMBER,
-        ic.RAW_ROW,
-        code.alias(ic.REASON),
-        rule.alias(ic.RULE),
-        _ten(F.col("Caregiver_ICN__c")).alias("ICN"),
-        _ten(F.col("Veteran_ICN__c")).alias("Veteran_ICN"),
+    disp_d = rr.strict_date(disp, _DATE, "yyyy-MM-dd")
+    ends_d = rr.strict_date(ends, _DATE, "yyyy-MM-dd")
+    checks: list[rr.Rule] = [
+        rr.malformed_row(),
+        (
+            F.col("Caregiver_ICN__c").isNull(),
+            RejectReason.MISSING_KEY,
+            "Caregiver_ICN__c is empty (SPEC 7.1)",
+        ),
+        (
+            created.isNotNull() & created_ts.isNull(),
+            RejectReason.BAD_DATE,
+            "CreatedDate is not an ISO-8601 timestamp (SPEC 7.1)",
+        ),
+        (
+            disp.isNotNull() & disp_d.isNull(),
+            RejectReason.BAD_DATE,
+            "Dispositioned_Date__c is not a date yyyy-MM-dd (SPEC 7.1)",
+        ),
+        (
+            ends.isNotNull() & ends_d.isNull(),
+            RejectReason.BAD_DATE,
+            "Benefits_End_Date__c is not a date yyyy-MM-dd (SPEC 7.1)",
+        ),
+    ]
+    return rr.checked_rows(
+        rows,
+        checks,
+        first_ten(F.col("Caregiver_ICN__c")).alias("ICN"),
+        first_ten(F.col("Veteran_ICN__c")).alias("Veteran_ICN"),
         F.col("Applicant_Type__c").alias("Applicant_Type"),
         F.col("Caregiver_Status__c").alias("Caregiver_Status"),
-        ic.yyyymmdd(disp_d).alias("Status_Begin_Date"),
-        ic.yyyymmdd(ends_d).alias("Status_Termination_Date"),
+        rr.yyyymmdd(disp_d).alias("Status_Begin_Date"),
+        rr.yyyymmdd(ends_d).alias("Status_Termination_Date"),
         created_ts.alias(CREATED),
     )
 
@@ -126,58 +124,45 @@ def validate_seed_rows(rows: DataFrame) -> DataFrame:
     Keys are cut to 10 characters like the files' keys (§7.3), so they always match.
     """
     begin, end = F.col("Status_Begin_Date"), F.col("Status_Termination_Date")
-    begin_d = ic.strict_date(begin, _DATE, "yyyy-MM-dd")
-    end_d = ic.strict_date(end, _DATE, "yyyy-MM-dd")
-    code, rule = ic.first_failure(
-        [
-            (F.col(ic.EXTRA), ic.MALFORMED_ROW, "the line has more fields than the header"),
-            (
-                F.col("ICN").isNull()
-                | F.col("Veteran_ICN").isNull()
-                | F.col("Applicant_Type").isNull(),
-                ic.MISSING_KEY,
-                "seed row needs ICN, Veteran_ICN and Applicant_Type (SPEC 7.6)",
-            ),
-            (
-                begin.isNotNull() & begin_d.isNull(),
-                ic.BAD_DATE,
-                "Status_Begin_Date is not a date yyyy-MM-dd (SPEC 2.2)",
-            ),
-            (
-                end.isNotNull() & end_d.isNull(),
-                ic.BAD_DATE,
-                "Status_Termination_Date is not a date yyyy-MM-dd (SPEC 2.2)",
-            ),
-        ]
-    )
-    return rows.select(
-        ic.FILE_ORDER,
-        ic.PATH,
-        ic.FILE_TS,
-        ic.ROW_NUMBER,
-        ic.RAW_ROW,
-        code.alias(ic.REASON),
-        rule.alias(ic.RULE),
-        _ten(F.col("ICN")).alias("ICN"),
-        _ten(F.col("Veteran_ICN")).alias("Veteran_ICN"),
+    begin_d = rr.strict_date(begin, _DATE, "yyyy-MM-dd")
+    end_d = rr.strict_date(end, _DATE, "yyyy-MM-dd")
+    checks: list[rr.Rule] = [
+        rr.malformed_row(),
+        (
+            F.col("ICN").isNull()
+            | F.col("Veteran_ICN").isNull()
+            | F.col("Applicant_Type").isNull(),
+            RejectReason.MISSING_KEY,
+            "seed row needs ICN, Veteran_ICN and Applicant_Type (SPEC 7.6)",
+        ),
+        (
+            begin.isNotNull() & begin_d.isNull(),
+            RejectReason.BAD_DATE,
+            "Status_Begin_Date is not a date yyyy-MM-dd (SPEC 2.2)",
+        ),
+        (
+            end.isNotNull() & end_d.isNull(),
+            RejectReason.BAD_DATE,
+            "Status_Termination_Date is not a date yyyy-MM-dd (SPEC 2.2)",
+        ),
+    ]
+    return rr.checked_rows(
+        rows,
+        checks,
+        first_ten(F.col("ICN")).alias("ICN"),
+        first_ten(F.col("Veteran_ICN")).alias("Veteran_ICN"),
         F.col("Applicant_Type"),
         F.col("Caregiver_Status"),
-        ic.yyyymmdd(begin_d).alias("Status_Begin_Date"),
-        ic.yyyymmdd(end_d).alias("Status_Termination_Date"),
+        rr.yyyymmdd(begin_d).alias("Status_Begin_Date"),
+        rr.yyyymmdd(end_d).alias("Status_Termination_Date"),
         F.lit(None).cast("timestamp").alias(CREATED),
     )
 
 
 def newest_per_file(valid: DataFrame) -> DataFrame:
     """SPEC §7.2: per key and file, the newest CreatedDate, then the later row (key null-safe)."""
-    w = Window.partitionBy(*KEY).orderBy(
-        ic.FILE_ORDER, F.col(CREATED).asc_nulls_first(), ic.ROW_NUMBER
-    )
-    nxt = F.lead(ic.FILE_ORDER).over(w)
-    return (
-        valid.withColumn("_next", nxt)
-        .where(F.col("_next").isNull() | (F.col("_next") != F.col(ic.FILE_ORDER)))
-        .drop("_next")
+    return rr.latest_per_file(
+        valid, KEY, [F.col(CREATED).asc_nulls_first(), F.col(csv.ROW_NUMBER)]
     )
 
 
@@ -194,8 +179,8 @@ def cg_versions(valid: DataFrame, active: DataFrame, lookup: DataFrame) -> DataF
     cond = [d[k].eqNullSafe(a[f"_a_key_{k}"]) for k in KEY]
     e = d.join(a, cond, "left")
 
-    w = Window.partitionBy(*KEY).orderBy(ic.FILE_ORDER)
-    first = F.lag(ic.FILE_ORDER).over(w).isNull()
+    w = Window.partitionBy(*KEY).orderBy(csv.FILE_ORDER)
+    first = F.lag(csv.FILE_ORDER).over(w).isNull()
     a_exists = F.coalesce(F.col("_a_exists"), F.lit(False))
     e = e.select(
         "*",
@@ -205,10 +190,9 @@ def cg_versions(valid: DataFrame, active: DataFrame, lookup: DataFrame) -> DataF
         ],
         (a_exists | ~first).alias("_old_exists"),
     )
-    differs = None
+    differs = F.lit(False)
     for c in TRACKED:
-        diff = ~F.col(f"_old_{c}").eqNullSafe(F.col(c))
-        differs = diff if differs is None else differs | diff
+        differs = differs | ~F.col(f"_old_{c}").eqNullSafe(F.col(c))
     changes = e.where(~F.col("_old_exists") | differs)
 
     ident = lookup.where(F.col("MVIPersonICN").isNotNull()).select(
@@ -217,7 +201,8 @@ def cg_versions(valid: DataFrame, active: DataFrame, lookup: DataFrame) -> DataF
         F.col("participant_id").alias("_l_pid"),
     )
     out = changes.join(ident, changes["ICN"] == ident["_l_icn"], "left")
-    log_text = cl.change_log([cl.entry(c, F.col(f"_old_{c}"), F.col(c)) for c in TRACKED])
+    entries = [changelog.entry(c, F.col(f"_old_{c}"), F.col(c)) for c in TRACKED]
+    log_text = changelog.change_log(entries)
     null = F.lit(None).cast("string")
     return out.select(
         F.col("_l_edipi").alias("edipi"),
@@ -233,71 +218,49 @@ def cg_versions(valid: DataFrame, active: DataFrame, lookup: DataFrame) -> DataF
         F.col("Status_Begin_Date"),
         null.alias("Status_Last_Update"),
         F.col("Status_Termination_Date"),
-        *ic.new_version_columns(log_text, F.col("_old_exists")),
-        F.col(ic.FILE_ORDER).cast("int").alias(ic.FILE_ORDER),
+        *rr.new_version_columns(log_text, F.col("_old_exists")),
+        F.col(csv.FILE_ORDER).cast("int").alias(csv.FILE_ORDER),
     )
 
 
-def seed_file(ctx: TaskContext) -> ic.AcceptedFile:
+def seed_file(ctx: TaskContext) -> csv.AcceptedFile:
     """The CG seed as the run's file_order 0; a rebuild without a usable seed fails."""
     path = ctx.settings.cg_seed_file
     if not ctx.fs.exists(path):
-        raise FileNotFoundError(f"CG seed file (setting 'cg_seed_file') does not exist: {path}")
-    header, problem = ic.inspect_file(ctx.fs.read_bytes(path), SEED_COLUMNS)
+        raise MissingInputError(f"CG seed file (setting 'cg_seed_file') does not exist: {path}")
+    header, problem = csv.inspect_file(ctx.fs.read_bytes(path), SEED_COLUMNS)
     if problem is not None:
-        raise ValueError(f"CG seed file {path} cannot be used: {problem}")
+        raise InputError(f"CG seed file {path} cannot be used: {problem}")
     begin = rules.BEGINNING[rules.CG].strftime("%Y-%m-%d %H:%M:%S.%f")
     name = path.rstrip("/").rsplit("/", 1)[-1]
-    return ic.AcceptedFile(ic.RunFile(path, name, None, begin, SEED_ORDER), header)
+    return csv.AcceptedFile(RunFile(path, name, None, begin, SEED_ORDER), header)
 
 
-def run(ctx: TaskContext) -> dict:
-    s = ctx.settings
-    rebuild = s.processing_mode == "rebuild"
-    files = ic.run_files(ctx.tables, s.run_id, SOURCE)
-    if files.already_merged:
-        return {**ic.republish(ctx.tables, s.run_id, SOURCE), "seed_staged_rows": 0}
-    accepted, refused = ic.accept_files(ctx.fs, files.files, COLUMNS)
-    log.info("CG: %d file(s) to read, %d refused", len(accepted), len(refused))
+def seed_rows(ctx: TaskContext, rebuild: bool) -> DataFrame | None:
+    """SPEC §7.6: the checked seed rows, read first on a rebuild."""
+    if not rebuild:
+        return None
+    return validate_seed_rows(csv.read_rows(ctx.spark, [seed_file(ctx)], SEED_COLUMNS))
 
-    checked = validate_file_rows(ic.read_rows(ctx.spark, accepted, COLUMNS))
-    if rebuild:
-        seed = seed_file(ctx)
-        checked = validate_seed_rows(ic.read_rows(ctx.spark, [seed], SEED_COLUMNS)).unionByName(
-            checked
-        )
-    checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
-    versions = None
-    try:
-        versions = (
-            cg_versions(
-                checked.where(F.col(ic.REASON).isNull()),
-                ic.target_active(ctx.tables, SOURCE, rebuild),
-                ic.lookup(ctx.tables),
-            )
-            .withColumn("run_id", F.lit(s.run_id))
-            .withColumn(ic.RESOLVED, F.lit(True))
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
-        values = ic.finish(
-            ctx.tables,
-            run_id=s.run_id,
-            mode=s.processing_mode,
-            source=SOURCE,
-            staging_table=t.STAGING_CG,
-            accepted=accepted,
-            refused=refused,
-            checked=checked,
-            versions=versions,
-            staged=versions,
-            seed_order=SEED_ORDER,
-        )
-        values.setdefault("seed_staged_rows", 0)
-        return values
-    finally:
-        checked.unpersist()
-        if versions is not None:
-            versions.unpersist()
+
+def versions(inputs: IngestInputs) -> DataFrame:
+    return cg_versions(inputs.valid, inputs.active, inputs.lookup).withColumn(
+        rr.RESOLVED, F.lit(True)
+    )
+
+
+SPEC = IngestSpec(
+    source=SOURCE,
+    columns=COLUMNS,
+    validate=validate_file_rows,
+    versions=versions,
+    extra_rows=seed_rows,
+    seed_order=SEED_ORDER,
+)
+
+
+def run(ctx: TaskContext) -> dict[str, Any]:
+    return run_ingest(ctx, SPEC)
 
 
 main = entry_point("ingest_cg", run)

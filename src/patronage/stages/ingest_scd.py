@@ -9,26 +9,30 @@ implies (derivation in :func:`scd_versions`).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from patronage import change_log as cl
-from patronage import ingest_common as ic
-from patronage import tables as t
+from patronage import change_log as changelog
+from patronage.errors import InputError
+from patronage.ingest import csv_files as csv
+from patronage.ingest import row_rules as rr
+from patronage.ingest.template import COMMON_PUBLISHES, IngestInputs, IngestSpec, run_ingest
+from patronage.repositories.rejects import RejectReason
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
 
 SOURCE = "SCD"
 COLUMNS = ("PTCPNT_ID", "CMBNED_DEGREE_DSBLTY", "DSBL_DTR_DT")
-PUBLISHES: tuple[str, ...] = ic.COMMON_PUBLISHES
+PUBLISHES: tuple[str, ...] = COMMON_PUBLISHES
 
 PID = "participant_id"
 PCT, PCT_NUM, DATE = "_pct", "_pct_num", "_date"
-IS_PTD, RESOLVED = "_is_ptd", ic.RESOLVED
+IS_PTD, RESOLVED = "_is_ptd", rr.RESOLVED
 DEFAULT_PERCENT = "000"
+PERCENT_COLUMN = "SC_Combined_Disability_Percentage"
 
 
 # --------------------------------------------------------------------------- rules
@@ -37,29 +41,29 @@ DEFAULT_PERCENT = "000"
 def validate(rows: DataFrame) -> DataFrame:
     """SPEC §6.1-6.2 row rules: ``_reason``/``_rule`` of the first failing rule (null = valid)."""
     pid, pct, d = F.col("PTCPNT_ID"), F.col("CMBNED_DEGREE_DSBLTY"), F.col("DSBL_DTR_DT")
-    date = ic.strict_date(d, r"^[0-9]{8}$", "MMddyyyy")
+    date = rr.strict_date(d, r"^[0-9]{8}$", "MMddyyyy")
     pct_num = pct.try_cast("int")
     pct_ok = pct.rlike(r"^[0-9]{1,3}$") & (pct_num <= 100)
-    code, rule = ic.first_failure(
+    code, rule = rr.first_failure(
         [
-            (F.col(ic.EXTRA), ic.MALFORMED_ROW, "the line has more fields than the header"),
-            (pid.isNull(), ic.MISSING_KEY, "PTCPNT_ID is empty (SPEC 6.1)"),
-            (date.isNull(), ic.BAD_DATE, "DSBL_DTR_DT is not a date MMddyyyy (SPEC 6.1)"),
+            rr.malformed_row(),
+            (pid.isNull(), RejectReason.MISSING_KEY, "PTCPNT_ID is empty (SPEC 6.1)"),
+            (date.isNull(), RejectReason.BAD_DATE, "DSBL_DTR_DT is not a date MMddyyyy (SPEC 6.1)"),
             (
                 pct.isNotNull() & ~F.coalesce(pct_ok, F.lit(False)),
-                ic.BAD_PERCENT,
+                RejectReason.BAD_PERCENT,
                 "CMBNED_DEGREE_DSBLTY is not an integer from 0 to 100 (SPEC 6.2)",
             ),
         ]
     )
     return rows.select(
         "*",
-        code.alias(ic.REASON),
-        rule.alias(ic.RULE),
+        code.alias(rr.REASON),
+        rule.alias(rr.RULE),
         pid.alias(PID),
         F.lpad(pct_num.cast("string"), 3, "0").alias(PCT),
         pct_num.alias(PCT_NUM),
-        ic.yyyymmdd(date).alias(DATE),
+        rr.yyyymmdd(date).alias(DATE),
     )
 
 
@@ -109,14 +113,8 @@ def identity_by_participant(lookup: DataFrame) -> DataFrame:
 
 def latest_per_file(valid: DataFrame) -> DataFrame:
     """SPEC §6.2: one row per participant and file: latest date, highest percent, later row."""
-    w = Window.partitionBy(PID).orderBy(
-        ic.FILE_ORDER, F.col(DATE), F.col(PCT_NUM).asc_nulls_first(), ic.ROW_NUMBER
-    )
-    nxt = F.lead(ic.FILE_ORDER).over(w)
-    return (
-        valid.withColumn("_next", nxt)
-        .where(F.col("_next").isNull() | (F.col("_next") != F.col(ic.FILE_ORDER)))
-        .drop("_next")
+    return rr.latest_per_file(
+        valid, [PID], [F.col(DATE), F.col(PCT_NUM).asc_nulls_first(), F.col(csv.ROW_NUMBER)]
     )
 
 
@@ -159,23 +157,23 @@ def scd_versions(
         .join(ident, key_cols, "left")
     )
     cand_resolved = F.coalesce(F.col("_l_icn"), F.col("_a_icn")).isNotNull()
-    first_file = files.agg(F.min(ic.FILE_ORDER).alias(ic.FILE_ORDER))
+    first_file = files.agg(F.min(csv.FILE_ORDER).alias(csv.FILE_ORDER))
     ptd_first = cand.where(cand_resolved).crossJoin(F.broadcast(first_file))
-    ptd_every = cand.where(~cand_resolved).crossJoin(F.broadcast(files.select(ic.FILE_ORDER)))
+    ptd_every = cand.where(~cand_resolved).crossJoin(F.broadcast(files.select(csv.FILE_ORDER)))
     ptd = ptd_first.unionByName(ptd_every).join(
-        valid.select(PID, ic.FILE_ORDER), [PID, ic.FILE_ORDER], "left_anti"
+        valid.select(PID, csv.FILE_ORDER), [PID, csv.FILE_ORDER], "left_anti"
     )
-    stream_cols = [PID, ic.FILE_ORDER, PCT, PCT_NUM, DATE, ic.ROW_NUMBER, ic.RAW_ROW]
+    stream_cols = [PID, csv.FILE_ORDER, PCT, PCT_NUM, DATE, csv.ROW_NUMBER, csv.RAW_ROW]
     ptd_rows = ptd.select(
         PID,
-        F.col(ic.FILE_ORDER).cast("int").alias(ic.FILE_ORDER),
+        F.col(csv.FILE_ORDER).cast("int").alias(csv.FILE_ORDER),
         F.lit(None).cast("string").alias(PCT),
         F.lit(None).cast("int").alias(PCT_NUM),
         F.lit(None).cast("string").alias(DATE),
-        F.lit(None).cast("long").alias(ic.ROW_NUMBER),
+        F.lit(None).cast("long").alias(csv.ROW_NUMBER),
         F.to_json(
             F.struct(F.col(PID).alias("PTCPNT_ID"), F.col("_pt_src").alias("PT_35_FLAG"))
-        ).alias(ic.RAW_ROW),
+        ).alias(csv.RAW_ROW),
         F.lit(True).alias(IS_PTD),
     )
     stream = valid.select(*stream_cols, F.lit(False).alias(IS_PTD)).unionByName(ptd_rows)
@@ -185,7 +183,7 @@ def scd_versions(
     a_exists = F.coalesce(F.col("_a_exists"), F.lit(False))
     resolved = F.coalesce(F.col("_l_icn"), F.col("_a_icn")).isNotNull()
     pt_run = F.when((F.col("_a_pt") == "Y") | (F.col("_pt_src") == "Y"), "Y").otherwise("N")
-    w = Window.partitionBy(PID).orderBy(ic.FILE_ORDER)
+    w = Window.partitionBy(PID).orderBy(csv.FILE_ORDER)
     upto = w.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     last_pct = F.last(F.col(PCT), ignorenulls=True).over(upto)
     e = e.select(
@@ -196,7 +194,7 @@ def scd_versions(
         .otherwise(F.coalesce(F.col(PCT), F.col("_a_pct"), F.lit(DEFAULT_PERCENT)))
         .alias("_new_pct"),
         F.when(F.col(IS_PTD), F.lit("Y")).otherwise(pt_run).alias("_new_pt"),
-        F.lag(ic.FILE_ORDER).over(w).isNull().alias("_first"),
+        F.lag(csv.FILE_ORDER).over(w).isNull().alias("_first"),
     )
     from_active = ~F.col(RESOLVED) | F.col("_first")
     e = e.select(
@@ -217,7 +215,7 @@ def scd_versions(
     # §6.5 begin date: the active row's, else the decision date of the first row version.
     wv = (
         Window.partitionBy(PID)
-        .orderBy(ic.FILE_ORDER)
+        .orderBy(csv.FILE_ORDER)
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     first_date = F.first(F.when(~F.col(IS_PTD), F.col(DATE)), ignorenulls=True).over(wv)
@@ -225,13 +223,13 @@ def scd_versions(
         F.coalesce(F.col("_a_begin"), first_date)
     )
     last_update = F.when(F.col(IS_PTD), F.col("_a_last")).otherwise(F.col(DATE))
-    log_text = cl.change_log(
+    log_text = changelog.change_log(
         [
-            cl.entry("SC_Combined_Disability_Percentage", F.col("_old_pct"), F.col("_new_pct")),
-            cl.pt_entry("PT_Indicator", F.col("_old_pt"), F.col("_new_pt")),
+            changelog.entry(PERCENT_COLUMN, F.col("_old_pct"), F.col("_new_pct")),
+            changelog.pt_entry("PT_Indicator", F.col("_old_pt"), F.col("_new_pt")),
         ]
     )
-    out = changes.join(F.broadcast(files), ic.FILE_ORDER)
+    out = changes.join(F.broadcast(files), csv.FILE_ORDER)
     null = F.lit(None).cast("string")
     return out.select(
         F.coalesce(F.col("_l_edipi"), F.col("_a_edipi")).alias("edipi"),
@@ -247,19 +245,13 @@ def scd_versions(
         begin.alias("Status_Begin_Date"),
         last_update.alias("Status_Last_Update"),
         null.alias("Status_Termination_Date"),
-        *ic.new_version_columns(log_text, F.col("_old_exists")),
-        F.col(ic.FILE_ORDER),
+        *rr.new_version_columns(log_text, F.col("_old_exists")),
+        F.col(csv.FILE_ORDER),
         F.col(RESOLVED),
         F.col(IS_PTD),
-        F.col(ic.PATH),
-        F.col(ic.ROW_NUMBER),
-        F.col(ic.RAW_ROW),
-    )
-
-
-def staged_rows(versions: DataFrame, run_id: str) -> DataFrame:
-    return versions.where(F.col(RESOLVED)).select(
-        *t.TARGET_COLUMNS, F.lit(run_id).alias("run_id"), F.col(ic.FILE_ORDER).cast("int")
+        F.col(csv.PATH),
+        F.col(csv.ROW_NUMBER),
+        F.col(csv.RAW_ROW),
     )
 
 
@@ -277,8 +269,12 @@ def unresolved_rejects(versions: DataFrame, run_id: str) -> DataFrame:
             "(SPEC 6.8)"
         )
     )
-    return ic.reject_rows(
-        versions.where(~F.col(RESOLVED)), run_id, SOURCE, F.lit(ic.IDENTITY_UNRESOLVED), rule
+    return rr.reject_rows(
+        versions.where(~F.col(RESOLVED)),
+        run_id,
+        SOURCE,
+        F.lit(str(RejectReason.IDENTITY_UNRESOLVED)),
+        rule,
     )
 
 
@@ -293,50 +289,32 @@ def pt_sources(ctx: TaskContext, rebuild: bool) -> list[DataFrame]:
     out = []
     for setting, name in names:
         if not ctx.spark.catalog.tableExists(name):
-            raise RuntimeError(f"PT table of setting '{setting}' does not exist: {name}")
+            raise InputError(f"PT table of setting '{setting}' does not exist: {name}")
         out.append(ctx.spark.table(name))
     return out
 
 
-def run(ctx: TaskContext) -> dict:
-    s = ctx.settings
-    rebuild = s.processing_mode == "rebuild"
-    files = ic.run_files(ctx.tables, s.run_id, SOURCE)
-    if files.already_merged:
-        return ic.republish(ctx.tables, s.run_id, SOURCE)
-    accepted, refused = ic.accept_files(ctx.fs, files.files, COLUMNS)
-    log.info("SCD: %d file(s) to read, %d refused", len(accepted), len(refused))
-
-    checked = validate(ic.read_rows(ctx.spark, accepted, COLUMNS)).persist(
-        StorageLevel.MEMORY_AND_DISK
+def versions(inputs: IngestInputs) -> DataFrame:
+    return scd_versions(
+        inputs.valid,
+        inputs.active,
+        inputs.lookup,
+        pt_flags(pt_sources(inputs.ctx, inputs.rebuild)),
+        inputs.files,
     )
-    versions = None
-    try:
-        valid = checked.where(F.col(ic.REASON).isNull())
-        versions = scd_versions(
-            valid,
-            ic.target_active(ctx.tables, SOURCE, rebuild),
-            ic.lookup(ctx.tables),
-            pt_flags(pt_sources(ctx, rebuild)),
-            ic.files_frame(ctx.spark, [af.file for af in accepted]),
-        ).persist(StorageLevel.MEMORY_AND_DISK)
-        return ic.finish(
-            ctx.tables,
-            run_id=s.run_id,
-            mode=s.processing_mode,
-            source=SOURCE,
-            staging_table=t.STAGING_SCD,
-            accepted=accepted,
-            refused=refused,
-            checked=checked,
-            versions=versions,
-            staged=staged_rows(versions, s.run_id),
-            late_rejects=unresolved_rejects(versions, s.run_id),
-        )
-    finally:
-        checked.unpersist()
-        if versions is not None:
-            versions.unpersist()
+
+
+SPEC = IngestSpec(
+    source=SOURCE,
+    columns=COLUMNS,
+    validate=validate,
+    versions=versions,
+    unresolved_rejects=unresolved_rejects,
+)
+
+
+def run(ctx: TaskContext) -> dict[str, Any]:
+    return run_ingest(ctx, SPEC)
 
 
 main = entry_point("ingest_scd", run)

@@ -9,16 +9,16 @@ target alone (repairs and reruns are no-ops), but still completes the ledger.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from typing import Any
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from patronage import scd2
 from patronage import tables as t
+from patronage.errors import RebuildNotConfirmed
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,6 @@ PUBLISHES: tuple[str, ...] = (
 )
 
 
-class RebuildNotConfirmed(RuntimeError):
-    """Rebuild drops the target: it runs only when confirm_rebuild names it."""
-
-
 def merge_marker(run_id: str) -> str:
     return f"patronage-merge:{run_id}"
 
@@ -69,68 +65,11 @@ def check_rebuild_confirmed(processing_mode: str, confirm_rebuild: str) -> None:
         )
 
 
-# --- ledger ------------------------------------------------------------------
-_FILE_ID = ("path", "size", "modification_time")
-
-
-def latest_ledger_events(ledger: DataFrame) -> DataFrame:
-    """The state of each file: its latest event by recorded_at."""
-    w = Window.partitionBy(*_FILE_ID).orderBy(F.col("recorded_at").desc())
-    return ledger.withColumn("_rn", F.row_number().over(w)).where(F.col("_rn") == 1).drop("_rn")
-
-
-def events_to_mark_merged(ledger: DataFrame, run_id: str) -> DataFrame:
-    """This run's ingested files whose latest event is still that ``ingested`` event."""
-    latest = latest_ledger_events(ledger)
-    return latest.where((F.col("status") == "ingested") & (F.col("run_id") == run_id))
-
-
-def events_to_supersede(ledger: DataFrame) -> DataFrame:
-    """Files whose changes are in the target a rebuild is about to drop."""
-    return latest_ledger_events(ledger).where(F.col("status") == "merged")
-
-
-def restamp(
-    events: DataFrame, status: str, run_id: str, mode: str, reason: str | None
-) -> DataFrame:
-    """Copy file identity and counts into a new event of this run."""
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    return (
-        events.withColumn("status", F.lit(status))
-        .withColumn("run_id", F.lit(run_id))
-        .withColumn("processing_mode", F.lit(mode))
-        .withColumn("reason", F.lit(reason).cast("string"))
-        .withColumn("recorded_at", F.lit(now).cast("timestamp"))
-        .select(*t.LEDGER_SCHEMA.fieldNames())
-    )
-
-
-def _append_events(tables: t.Tables, events: DataFrame) -> int:
-    rows = events.collect()  # one row per file: small
-    if rows:
-        tables.append(t.FILE_LEDGER, tables.spark.createDataFrame(rows, t.LEDGER_SCHEMA))
-    return len(rows)
-
-
 # --- the stage ---------------------------------------------------------------
-def read_staged(tables: t.Tables, run_id: str) -> DataFrame:
-    """The run's versions of both sources (target columns + file_order)."""
-    cols = [*t.TARGET_COLUMNS, "file_order"]
-    parts = [
-        tables.read(name).where(F.col("run_id") == run_id).select(*cols)
-        for name in (t.STAGING_CG, t.STAGING_SCD)
-    ]
-    return parts[0].unionByName(parts[1])
-
-
-def reset_target(tables: t.Tables, run_id: str, mode: str) -> int:
+def reset_target(ctx: TaskContext, run_id: str, mode: str) -> int:
     """Rebuild: mark merged files superseded, then drop and recreate the target."""
-    superseded = _append_events(
-        tables,
-        restamp(
-            events_to_supersede(tables.read(t.FILE_LEDGER)), "superseded", run_id, mode, "rebuild"
-        ),
-    )
+    tables = ctx.tables
+    superseded = ctx.ledger.supersede_merged(run_id, mode, "rebuild")
     tables.drop(TARGET)
     tables.ensure(TARGET)
     log.warning("rebuild: %s reset; %d merged files marked superseded", TARGET, superseded)
@@ -188,7 +127,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     done_before = already_merged(tables, s.run_id)
     superseded = 0
     if mode == "rebuild" and not done_before:
-        superseded = reset_target(tables, s.run_id, mode)
+        superseded = reset_target(ctx, s.run_id, mode)
 
     phases: dict[str, float] = {}
     clock = time.monotonic()
@@ -199,7 +138,9 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         phases[name] = round(now - clock, 1)
         clock = now
 
-    planned = scd2.plan_versions(read_staged(tables, s.run_id)).cache()
+    # Merge owns the target: it exists after every merge, even one with nothing to apply.
+    tables.ensure(TARGET)
+    planned = scd2.plan_versions(ctx.staging.read_run(s.run_id)).cache()
     try:
         counts = {r["Batch_CD"]: r for r in scd2.plan_counts(planned).collect()}
         lap("plan")
@@ -234,16 +175,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         tables.spark.sql(f"OPTIMIZE {tables.fqn(TARGET)}")
     lap("optimize")
 
-    merged_files = _append_events(
-        tables,
-        restamp(
-            events_to_mark_merged(tables.read(t.FILE_LEDGER), s.run_id),
-            "merged",
-            s.run_id,
-            mode,
-            None,
-        ),
-    )
+    merged_files = ctx.ledger.mark_merged(s.run_id, mode)
 
     lap("ledger")
     active = {

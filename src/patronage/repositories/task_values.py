@@ -1,4 +1,4 @@
-"""Task values: what one task tells the tasks after it, for this job run.
+"""Task values ``patronage_task_values``: what one task tells the tasks after it.
 
 The Delta table ``patronage_task_values`` keyed by (job run id, task key,
 name) is the source of truth: it survives a task-level repair because a
@@ -20,6 +20,7 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from patronage import tables as t
+from patronage.errors import IntegrityError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ MAX_VALUE_BYTES = 48 * 1024
 class RunState:
     """Publish and read task values for one job run."""
 
-    def __init__(self, tables: t.Tables, run_id: str, dbutils=None) -> None:
+    def __init__(self, tables: t.Tables, run_id: str, dbutils: Any = None) -> None:
         self.tables = tables
         self.run_id = run_id
         self._dbutils = dbutils
@@ -76,11 +77,33 @@ class RunState:
             out.setdefault(r["task_key"], {})[r["name"]] = json.loads(r["value_json"])
         return out
 
+    def published_at(self, name: str, except_task: str) -> list[tuple[Any, dt.datetime]]:
+        """(value, recorded_at) of every value ``name`` of this run, any attempt, any task
+        but ``except_task``."""
+        rows = (
+            self.tables.read(t.TASK_VALUES)
+            .where(
+                (F.col("run_id") == self.run_id)
+                & (F.col("name") == name)
+                & (F.col("task_key") != except_task)
+            )
+            .select("value_json", "recorded_at")
+            .collect()
+        )
+        out = []
+        for r in rows:
+            try:
+                value = json.loads(r["value_json"])
+            except (TypeError, ValueError):
+                value = None
+            out.append((value, r["recorded_at"]))
+        return out
+
     def get(self, task_key: str) -> dict[str, Any]:
         """Values one upstream task published; error if it published none."""
         values = self.get_all().get(task_key)
         if not values:
-            raise RuntimeError(
+            raise IntegrityError(
                 f"task '{task_key}' has published no values for run {self.run_id}; "
                 "run or repair it first"
             )

@@ -1,4 +1,4 @@
-"""Benchmark of the daily path (issue 3, item 6): cost should follow the day's input.
+"""Benchmark of the daily path: cost should follow the day's input.
 
 Three comparisons, each measured side by side in one process on synthetic data:
 
@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from patronage import tables as t
@@ -65,11 +65,11 @@ class Result:
         return min(self.seconds)
 
 
-def _participant(i) -> F.Column:
+def _participant(i: Column) -> Column:
     return F.format_string("%09d", i)
 
 
-def _icn(i) -> F.Column:
+def _icn(i: Column) -> Column:
     return F.format_string("1%09d", i)
 
 

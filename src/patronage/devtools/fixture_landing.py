@@ -17,11 +17,14 @@ import re
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from patronage.errors import LandingError
 from patronage.fs import FileSystem
+from patronage.sqlnames import quote_identifier, string_literal
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +70,6 @@ MVI_SCHEMAS: dict[str, T.StructType] = {
         ]
     ),
 }
-
-
-class LandingError(ValueError):
-    """A fixture file is missing or malformed; the message names it."""
 
 
 def mtime_from_name(name: str) -> dt.datetime:
@@ -165,7 +164,7 @@ def land_mvi(mvi_dir: Path, state_dir: Path, spark: SparkSession) -> None:
         log.info("wrote MVI %s parquet (%d rows)", name, len(rows))
 
 
-def read_csv_rows(path: Path, schema: T.StructType) -> list[tuple]:
+def read_csv_rows(path: Path, schema: T.StructType) -> list[tuple[Any, ...]]:
     """Typed rows of a fixture CSV whose header must be exactly the schema's columns."""
     if not path.exists():
         raise LandingError(f"fixture file is missing: {path}")
@@ -182,7 +181,7 @@ def read_csv_rows(path: Path, schema: T.StructType) -> list[tuple]:
         ]
 
 
-def _convert(raw: str, dtype: T.DataType, path: Path, line: int, column: str):
+def _convert(raw: str, dtype: T.DataType, path: Path, line: int, column: str) -> Any:
     if raw == "":
         return None
     try:
@@ -203,7 +202,7 @@ def pt_location(state_dir: Path, name: str) -> Path:
 
 
 def pt_fqn(name: str) -> str:
-    return f"`spark_catalog`.`{PT_SCHEMA_NAME}`.`{name}`"
+    return quote_identifier("spark_catalog", PT_SCHEMA_NAME, name)
 
 
 def create_delta_table(
@@ -214,15 +213,16 @@ def create_delta_table(
     Any table of that name is unregistered first (it may point at another state
     directory used by the same session); files elsewhere are left alone.
     """
-    fqn = f"`spark_catalog`.`{schema_name}`.`{name}`"
+    fqn = quote_identifier("spark_catalog", schema_name, name)
     spark.sql(
-        f"CREATE SCHEMA IF NOT EXISTS `spark_catalog`.`{schema_name}`"
-        f" LOCATION '{location.parent.as_posix()}'"
+        f"CREATE SCHEMA IF NOT EXISTS {quote_identifier('spark_catalog', schema_name)}"
+        f" LOCATION {string_literal(location.parent.as_posix())}"
     )
     spark.sql(f"DROP TABLE IF EXISTS {fqn}")
     # DDL from declared column names and a configured path; no data values.
-    cols = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in columns.fields)
-    spark.sql(f"CREATE TABLE {fqn} ({cols}) USING DELTA LOCATION '{location.as_posix()}'")
+    cols = ", ".join(f"{quote_identifier(c.name)} {c.dataType.simpleString()}" for c in columns)
+    where = string_literal(location.as_posix())
+    spark.sql(f"CREATE TABLE {fqn} ({cols}) USING DELTA LOCATION {where}")
     _REGISTERED[(_session_key(spark), name)] = location
     return fqn
 
@@ -260,7 +260,7 @@ def register_pt_tables(spark: SparkSession, state_dir: Path) -> None:
 
 
 def write_pt_table(
-    spark: SparkSession, state_dir: Path, name: str, rows: Sequence[tuple], mode: str
+    spark: SparkSession, state_dir: Path, name: str, rows: Sequence[tuple[Any, ...]], mode: str
 ) -> str:
     """Create from scratch (``overwrite``) or append to one PT Delta table."""
     fqn = write_pt_df(spark, state_dir, name, spark.createDataFrame(list(rows), PT_SCHEMA), mode)
@@ -268,7 +268,9 @@ def write_pt_table(
     return fqn
 
 
-def write_pt_df(spark: SparkSession, state_dir: Path, name: str, df, mode: str) -> str:
+def write_pt_df(
+    spark: SparkSession, state_dir: Path, name: str, df: DataFrame, mode: str
+) -> str:
     """Write a PT DataFrame (``PTCPNT_VET_ID``, ``PT_35_FLAG``) to its Delta table.
 
     Data goes to the path, so an append never lands in a same-named table of

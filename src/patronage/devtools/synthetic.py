@@ -1,7 +1,7 @@
 """Synthetic, obviously fake inputs at any size, deterministic for a seed.
 
 Benchmarks and multi-day replays need more data than the fixtures. The output
-has the layout of a landed local state directory (see :mod:`patronage.landing`),
+has the layout of a landed local state directory (see :mod:`patronage.devtools.fixture_landing`),
 so ``patronage run --state-dir <out>`` runs on it directly:
 ``<out>/landing/{scd,cg,seed,mvi}`` and the PT Delta tables under
 ``<out>/warehouse/patronage_sources``.
@@ -26,11 +26,12 @@ import random
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, TextIO
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 
-from patronage import landing
+from patronage.devtools import fixture_landing as landing
+from patronage.devtools.synthetic_sources import mvi_frames, pt_frames
 from patronage.fs import FileSystem
 from patronage.stages import ingest_cg, ingest_scd
 
@@ -41,7 +42,6 @@ SCD_HEADER = list(ingest_scd.COLUMNS)
 CG_HEADER = list(ingest_cg.COLUMNS)
 SEED_HEADER = list(ingest_cg.SEED_COLUMNS)
 PERCENTS = [str(p) for p in range(0, 101, 10)]
-SID_CORP, SID_DOD, SID_VETS = 5667, 6061, 6722
 FILE_TIME = dt.time(6, 0, 0)
 
 #: Realistic daily change rates (share of the population per daily file).
@@ -59,10 +59,6 @@ def veteran_icn(v: int) -> str:
 
 def veteran_participant_id(v: int) -> str:
     return str(9_000_000 + v)
-
-
-def veteran_edipi(v: int) -> str:
-    return str(7_000_000_000 + v)
 
 
 def caregiver_icn(c: int) -> str:
@@ -98,7 +94,7 @@ def _mmddyyyy(d: dt.date) -> str:
     return d.strftime("%m%d%Y")
 
 
-def _open_csv(path: Path):
+def _open_csv(path: Path) -> tuple[TextIO, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(path, "w", newline="", encoding="utf-8")
     return fh, csv.writer(fh, lineterminator="\n")
@@ -155,7 +151,7 @@ def write_scd_file(
     return rows, bad
 
 
-def _bad_scd_row(rng: random.Random, pid, decided: dt.date) -> list[str]:
+def _bad_scd_row(rng: random.Random, pid: object, decided: dt.date) -> list[str]:
     kind = rng.randrange(3)
     if kind == 0:
         return ["", "50", _mmddyyyy(decided)]  # missing_key
@@ -322,79 +318,6 @@ def write_cg_seed(path: Path, caregivers: int, veterans: int, seed: int, start: 
             n += 1
     FileSystem().set_mtime(str(path), landing.UNDATED_MTIME)
     return n
-
-
-# --- MVI and PT (Spark) ------------------------------------------------------------
-def _pct(seed: int, salt: int) -> F.Column:
-    """A deterministic 0..99 bucket per id, independent of partitioning."""
-    return F.pmod(F.xxhash64(F.lit(seed), F.lit(salt), F.col("id")), F.lit(100))
-
-
-def _mod_time(seed: int, salt: int) -> F.Column:
-    # A time in 2024, stable per id.
-    secs = F.pmod(F.xxhash64(F.lit(seed), F.lit(salt), F.col("id")), F.lit(366 * 86_400))
-    return F.timestamp_seconds(F.lit(1_704_067_200) + secs)
-
-
-def mvi_frames(
-    spark: SparkSession, veterans: int, caregivers: int, seed: int
-) -> dict[str, DataFrame]:
-    """PSA, person and institution sources (SPEC §2.4) for every generated person."""
-    vets = spark.range(1, veterans + 1)
-    cgs = spark.range(1, caregivers + 1)
-
-    def psa(df: DataFrame, icn_base: int, sid: int, ident_base: int, salt: int) -> DataFrame:
-        return df.select(
-            (F.lit(icn_base) + F.col("id")).cast("string").alias("MVIPersonICN"),
-            F.lit(sid).cast("int").alias("MVITreatingFacilityInstitutionSID"),
-            (F.lit(ident_base) + F.col("id")).cast("string").alias(
-                "TreatingFacilityPersonIdentifier"),
-            F.when(_pct(seed, salt + 1) < 5, F.lit(None).cast("string"))
-            .otherwise(F.lit("Active")).alias("ActiveMergedIdentifier"),
-            _mod_time(seed, salt).alias("CorrelationModifiedDateTime"),
-        )
-
-    inactive = psa(vets.where(_pct(seed, 90) < 1), 1_000_000_000, SID_CORP, 60_000_000, 91
-                   ).withColumn("ActiveMergedIdentifier", F.lit("Inactive"))
-    psa_df = (
-        psa(vets, 1_000_000_000, SID_CORP, 9_000_000, 10)
-        .unionByName(psa(vets.where(_pct(seed, 20) < 97), 1_000_000_000, SID_DOD,
-                         7_000_000_000, 20))
-        .unionByName(psa(vets, 1_000_000_000, SID_VETS, 8_000_000_000, 30))
-        .unionByName(inactive)
-        .unionByName(psa(cgs.where(_pct(seed, 40) < 92), 2_000_000_000, SID_DOD,
-                         7_200_000_000, 40))
-        .unionByName(psa(cgs, 2_000_000_000, SID_VETS, 8_500_000_000, 50))
-    )
-    person = (
-        vets.select((F.lit(1_000_000_000) + F.col("id")).cast("string").alias("MVIPersonICN"),
-                    _mod_time(seed, 60).alias("calc_IngestionTimestamp"))
-        .unionByName(cgs.select(
-            (F.lit(2_000_000_000) + F.col("id")).cast("string").alias("MVIPersonICN"),
-            _mod_time(seed, 61).alias("calc_IngestionTimestamp")))
-        .select("MVIPersonICN", F.lit("P").alias("ICNStatus"), "calc_IngestionTimestamp")
-    )
-    institution = spark.createDataFrame(
-        [(SID_CORP, "200CORP"), (SID_DOD, "200DOD"), (SID_VETS, "200VETS"), (9999, "200FAKE")],
-        landing.MVI_SCHEMAS["institution"],
-    )
-    return {"psa": psa_df, "person": person, "institution": institution}
-
-
-def pt_frames(spark: SparkSession, veterans: int, seed: int) -> dict[str, DataFrame]:
-    """PT seed (~10% Y, ~30% N) and delta (~3% new Y, some N, nulls and duplicates)."""
-    vets = spark.range(1, veterans + 1)
-    pid = (F.lit(9_000_000) + F.col("id")).cast("string").alias("PTCPNT_VET_ID")
-    seed_df = vets.where(_pct(seed, 70) < 40).select(
-        pid, F.when(_pct(seed, 70) < 10, "Y").otherwise("N").alias("PT_35_FLAG"))
-    b = _pct(seed, 80)
-    delta = vets.where(b < 8).select(
-        pid,
-        F.when(b < 3, "Y").when(b < 6, "N").otherwise(F.lit(None).cast("string"))
-        .alias("PT_35_FLAG"),
-    )
-    dups = vets.where(_pct(seed, 81) < 1).select(pid, F.lit("Y").alias("PT_35_FLAG"))
-    return {"pt_seed": seed_df, "pt_delta": delta.unionByName(dups)}
 
 
 # --- the whole data set --------------------------------------------------------------

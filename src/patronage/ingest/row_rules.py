@@ -1,0 +1,122 @@
+"""Row-level building blocks both ingest stages use: rule checks, rejects, new versions.
+
+A stage states its rules as ``(failed, reason code, rule text)``;
+:func:`first_failure` turns them into the ``_reason``/``_rule`` columns and
+:func:`reject_rows` into ``patronage_rejects`` rows whose message names the
+file, the row and the rule, never a field value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from patronage.ingest.csv_files import EXTRA, FILE_ORDER, FILE_TS, PATH, RAW_ROW, ROW_NUMBER
+from patronage.repositories.rejects import RejectReason
+
+#: On checked rows: the first failing rule's reason code and text (null = valid).
+REASON, RULE = "_reason", "_rule"
+#: On change rows: false when the change has no ICN (rejected as identity_unresolved).
+RESOLVED = "_resolved"
+
+#: (failed, reason code, rule text) of one row rule.
+Rule = tuple[Column, RejectReason, str]
+
+
+def malformed_row() -> Rule:
+    """The rule every source checks first: a line with more fields than the header."""
+    return (F.col(EXTRA), RejectReason.MALFORMED_ROW, "the line has more fields than the header")
+
+
+def first_failure(rules: Sequence[Rule]) -> tuple[Column, Column]:
+    """(reason_code, rule text) of the first failing rule, null when the row is valid."""
+    code: Column | None = None
+    text: Column | None = None
+    for failed, reason, rule in rules:
+        code = (F.when if code is None else code.when)(failed, F.lit(str(reason)))
+        text = (F.when if text is None else text.when)(failed, F.lit(rule))
+    assert code is not None and text is not None
+    return code, text
+
+
+def checked_rows(rows: DataFrame, rules: Sequence[Rule], *columns: Column) -> DataFrame:
+    """The row bookkeeping columns, ``_reason``/``_rule`` of the first failing rule, ``columns``."""
+    code, text = first_failure(rules)
+    return rows.select(
+        FILE_ORDER,
+        PATH,
+        FILE_TS,
+        ROW_NUMBER,
+        RAW_ROW,
+        code.alias(REASON),
+        text.alias(RULE),
+        *columns,
+    )
+
+
+def strict_date(value: Column, pattern: str, fmt: str) -> Column:
+    """The date, or null when ``value`` does not match ``pattern`` or is no real date."""
+    parsed = F.to_date(F.try_to_timestamp(value, F.lit(fmt)))
+    return F.when(value.rlike(pattern), parsed)
+
+
+def yyyymmdd(d: Column) -> Column:
+    return F.date_format(d, "yyyyMMdd")
+
+
+def reject_rows(df: DataFrame, run_id: str, source: str, code: Column, rule: Column) -> DataFrame:
+    """Rows for patronage_rejects (+ file_order); the message names file, row and rule.
+
+    The message never holds field values: those are in ``raw_row`` only.
+    """
+    message = F.concat(
+        F.lit("file "),
+        F.col(PATH),
+        F.lit(", row "),
+        F.coalesce(F.col(ROW_NUMBER).cast("string"), F.lit("-")),
+        F.lit(": "),
+        rule,
+    )
+    return df.select(
+        F.lit(run_id).alias("run_id"),
+        F.lit(source).alias("source"),
+        F.col(PATH).alias("file"),
+        F.col(ROW_NUMBER).alias("row_number"),
+        F.col(RAW_ROW).alias("raw_row"),
+        code.alias("reason_code"),
+        message.alias("message"),
+        F.current_timestamp().alias("recorded_at"),
+        F.col(FILE_ORDER),
+    )
+
+
+def new_version_columns(change_log: Column, key_had_active_row: Column) -> list[Column]:
+    """The bookkeeping columns of a staged version, as if it were the newest (SPEC §8).
+
+    Merge expires all but a key's last version of the run; ingest stages every
+    version active, stamped with its file's name and modification time.
+    """
+    return [
+        F.col(FILE_TS).alias("SDP_Event_Created_Timestamp"),
+        F.col(PATH).alias("filename"),
+        F.to_date(F.col(FILE_TS)).alias("RecordLastUpdated"),
+        F.lit(True).alias("RecordStatus"),
+        F.lit(False).alias("sentToDoD"),
+        change_log.alias("change_log"),
+        F.when(key_had_active_row, "Updated Record")
+        .otherwise("New Record")
+        .alias("RecordChangeStatus"),
+    ]
+
+
+def latest_per_file(rows: DataFrame, key: Sequence[str], order: Sequence[Column]) -> DataFrame:
+    """Per key and file, the row that sorts last by ``order`` (file_order first)."""
+    w = Window.partitionBy(*key).orderBy(FILE_ORDER, *order)
+    nxt = F.lead(FILE_ORDER).over(w)
+    return (
+        rows.withColumn("_next", nxt)
+        .where(F.col("_next").isNull() | (F.col("_next") != F.col(FILE_ORDER)))
+        .drop("_next")
+    )

@@ -1,0 +1,234 @@
+"""The ingest template: what every source's ingest does around its own rules.
+
+A stage describes its source in an :class:`IngestSpec` (header, row rules,
+how valid rows become versions); :func:`run_ingest` does the rest, the same
+for every source: take the run's files from the ledger, refuse unreadable
+files, read the rows, stage the versions and the rejects (replacing an
+earlier attempt's), record ``ingested``/``rejected`` ledger events and
+return the published counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from patronage import tables as t
+from patronage.ingest import csv_files as csv
+from patronage.ingest.row_rules import REASON, RESOLVED, RULE, reject_rows
+from patronage.repositories.ledger import FileEvent, LedgerStatus, RunFile
+from patronage.repositories.rejects import RejectReason
+from patronage.task import TaskContext
+
+log = logging.getLogger(__name__)
+
+#: Values every ingest publishes (SPEC task values; see PUBLISHES in the stages).
+COMMON_PUBLISHES = (
+    "files_read",
+    "files_rejected",
+    "raw_rows",
+    "valid_rows",
+    "rejected_rows",
+    "rejected_by_reason",
+    "staged_rows",
+)
+_COUNTS = ("raw_rows", "valid_rows", "rejected_rows", "staged_rows")
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestInputs:
+    """What a source's versions are computed from."""
+
+    ctx: TaskContext
+    #: Rows that passed the row rules (csv columns + the stage's own columns).
+    valid: DataFrame
+    #: The source's active rows in patronage_unified (none in rebuild: merge resets it).
+    active: DataFrame
+    #: correlation_lookup (empty when identity never built it).
+    lookup: DataFrame
+    #: (file_order, _path, _file_ts) of the run's readable files.
+    files: DataFrame
+    rebuild: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestSpec:
+    """What is special about one source."""
+
+    source: str
+    columns: tuple[str, ...]
+    #: Parsed rows -> rows with ``_reason``/``_rule`` (null = valid) and target columns.
+    validate: Callable[[DataFrame], DataFrame]
+    #: Every change of the run: target columns, file_order and ``_resolved``.
+    versions: Callable[[IngestInputs], DataFrame]
+    #: Checked rows read besides the run's files (the CG seed on rebuild), or None.
+    extra_rows: Callable[[TaskContext, bool], DataFrame | None] = lambda ctx, rebuild: None
+    #: Rejects of unresolved changes (``_resolved`` false), or None when there are none.
+    unresolved_rejects: Callable[[DataFrame, str], DataFrame] | None = None
+    #: file_order of extra rows whose staged count is published as seed_staged_rows.
+    seed_order: int | None = None
+
+
+def target_active(tables: t.Tables, batch: str, rebuild: bool) -> DataFrame:
+    """Active rows of one source in patronage_unified (none in rebuild: merge resets it)."""
+    if rebuild:
+        return tables.spark.createDataFrame([], t.TARGET_SCHEMA)
+    return tables.read(t.PATRONAGE_UNIFIED).where(
+        F.col("RecordStatus") & (F.col("Batch_CD") == batch)
+    )
+
+
+def count_rows(checked: DataFrame, versions: DataFrame) -> dict[int, dict[str, int]]:
+    """Per file_order: valid, staged and rejects per reason (one Spark action).
+
+    ``checked`` has one row per data line with ``_reason`` (null = valid);
+    ``versions`` one row per change with ``_resolved`` (false = identity unresolved).
+    """
+    kinds = checked.select(
+        csv.FILE_ORDER,
+        F.when(F.col(REASON).isNull(), F.lit("valid"))
+        .otherwise(F.concat(F.lit("reject:"), F.col(REASON)))
+        .alias("kind"),
+    ).unionByName(
+        versions.select(
+            csv.FILE_ORDER,
+            F.when(F.col(RESOLVED), F.lit("staged"))
+            .otherwise(F.lit("reject:" + RejectReason.IDENTITY_UNRESOLVED))
+            .alias("kind"),
+        )
+    )
+    out: dict[int, dict[str, int]] = {}
+    for r in kinds.groupBy(csv.FILE_ORDER, "kind").count().collect():
+        out.setdefault(int(r[csv.FILE_ORDER]), {})[r["kind"]] = int(r["count"])
+    return out
+
+
+def file_counts(per: dict[str, int]) -> dict[str, int]:
+    rejected = sum(n for k, n in per.items() if k.startswith("reject:"))
+    rule_rejected = rejected - per.get("reject:" + RejectReason.IDENTITY_UNRESOLVED, 0)
+    return {
+        "raw_rows": per.get("valid", 0) + rule_rejected,
+        "valid_rows": per.get("valid", 0),
+        "rejected_rows": rejected,
+        "staged_rows": per.get("staged", 0),
+    }
+
+
+def finish(
+    ctx: TaskContext,
+    spec: IngestSpec,
+    accepted: Sequence[csv.AcceptedFile],
+    refused: Sequence[tuple[RunFile, str]],
+    checked: DataFrame,
+    versions: DataFrame,
+) -> dict[str, Any]:
+    """Count, replace the run's staging and rejects, record ledger events, return values.
+
+    ``valid_rows`` counts rows that passed the row rules; ``rejected_rows`` counts
+    every reject of the file, including changes whose identity stayed unresolved.
+    """
+    s = ctx.settings
+    counts = count_rows(checked, versions)
+    staged = versions.where(F.col(RESOLVED)).select(
+        *t.TARGET_COLUMNS, F.lit(s.run_id).alias("run_id"), F.col(csv.FILE_ORDER).cast("int")
+    )
+    ctx.staging.replace_for_run(spec.source, s.run_id, staged)
+    rejects = reject_rows(
+        checked.where(F.col(REASON).isNotNull()), s.run_id, spec.source, F.col(REASON), F.col(RULE)
+    )
+    if spec.unresolved_rejects is not None:
+        rejects = rejects.unionByName(spec.unresolved_rejects(versions, s.run_id))
+    ctx.rejects.replace_for_run(s.run_id, spec.source, rejects.drop(csv.FILE_ORDER))
+    events = [
+        FileEvent(
+            a.file, LedgerStatus.INGESTED, None, file_counts(counts.get(a.file.file_order, {}))
+        )
+        for a in accepted
+    ]  # fmt: skip
+    events += [FileEvent(f, LedgerStatus.REJECTED, reason) for f, reason in refused]
+    ctx.ledger.record_ingest(s.run_id, s.processing_mode, spec.source, events)
+
+    by_reason: dict[str, int] = {}
+    totals = dict.fromkeys(_COUNTS, 0)
+    for per in counts.values():
+        for k, n in per.items():
+            if k.startswith("reject:"):
+                code = k.removeprefix("reject:")
+                by_reason[code] = by_reason.get(code, 0) + n
+        for k, n in file_counts(per).items():
+            totals[k] += n
+    values: dict[str, Any] = {
+        "files_read": len(accepted),
+        "files_rejected": len(refused),
+        **totals,
+        "rejected_by_reason": dict(sorted(by_reason.items())),
+    }
+    if spec.seed_order is not None:
+        values["seed_staged_rows"] = counts.get(spec.seed_order, {}).get("staged", 0)
+    log.info(
+        "%s ingest: %d file(s) read, %d rejected; rows raw=%d valid=%d rejected=%d staged=%d",
+        spec.source,
+        values["files_read"],
+        values["files_rejected"],
+        *(totals[c] for c in _COUNTS),
+    )
+    return values
+
+
+def republish(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
+    """Values of an ingest whose run merge already committed: nothing is restaged."""
+    run_id = ctx.settings.run_id
+    log.warning("%s: run %s is already merged; staging left as it is", spec.source, run_id)
+    events = ctx.ledger.ingest_outcomes(run_id, spec.source)
+    ingested = [e for e in events if e["status"] == LedgerStatus.INGESTED]
+    values: dict[str, Any] = {
+        "files_read": len(ingested),
+        "files_rejected": sum(1 for e in events if e["status"] == LedgerStatus.REJECTED),
+        "raw_rows": sum(e["raw_rows"] or 0 for e in ingested),
+        "valid_rows": sum(e["valid_rows"] or 0 for e in ingested),
+        "rejected_rows": sum(e["rejected_rows"] or 0 for e in ingested),
+        "rejected_by_reason": ctx.rejects.counts_by_reason(run_id, spec.source),
+        "staged_rows": sum(e["staged_rows"] or 0 for e in ingested),
+    }
+    if spec.seed_order is not None:
+        values["seed_staged_rows"] = 0
+    return values
+
+
+def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
+    """The whole ingest of one source for the run; returns the values it publishes."""
+    s = ctx.settings
+    rebuild = s.processing_mode == "rebuild"
+    files = ctx.ledger.run_files(s.run_id, spec.source)
+    if files.already_merged:
+        return republish(ctx, spec)
+    accepted, refused = csv.accept_files(ctx.fs, files.files, spec.columns)
+    log.info("%s: %d file(s) to read, %d refused", spec.source, len(accepted), len(refused))
+
+    checked = spec.validate(csv.read_rows(ctx.spark, accepted, spec.columns))
+    extra = spec.extra_rows(ctx, rebuild)
+    if extra is not None:
+        checked = extra.unionByName(checked)
+    checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+    versions = None
+    try:
+        inputs = IngestInputs(
+            ctx=ctx,
+            valid=checked.where(F.col(REASON).isNull()),
+            active=target_active(ctx.tables, spec.source, rebuild),
+            lookup=ctx.tables.read(t.CORRELATION_LOOKUP),
+            files=csv.files_frame(ctx.spark, [a.file for a in accepted]),
+            rebuild=rebuild,
+        )
+        versions = spec.versions(inputs).persist(StorageLevel.MEMORY_AND_DISK)
+        return finish(ctx, spec, accepted, refused, checked, versions)
+    finally:
+        checked.unpersist()
+        if versions is not None:
+            versions.unpersist()

@@ -1,0 +1,45 @@
+"""Rejected rows ``patronage_rejects``: the only code that reads or writes it.
+
+One row per refused input row (or unresolved change), with a reason code,
+the file and row number, the raw row and a message naming the rule; rows are
+replaced per (run, source), so a rerun of an ingest never duplicates them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from patronage import tables as t
+
+
+class RejectReason(StrEnum):
+    MISSING_KEY = "missing_key"
+    BAD_DATE = "bad_date"
+    BAD_PERCENT = "bad_percent"
+    IDENTITY_UNRESOLVED = "identity_unresolved"
+    MALFORMED_ROW = "malformed_row"
+
+
+class Rejects:
+    def __init__(self, tables: t.Tables) -> None:
+        self.tables = tables
+
+    def ensure(self) -> None:
+        self.tables.ensure(t.REJECTS)
+
+    def replace_for_run(self, run_id: str, source: str, rows: DataFrame) -> None:
+        """The run's rejects of one source, replacing an earlier attempt's (one commit)."""
+        self.tables.replace_where(t.REJECTS, rows, run_id=run_id, source=source)
+
+    def counts_by_reason(self, run_id: str, source: str) -> dict[str, int]:
+        rows = (
+            self.tables.read(t.REJECTS)
+            .where((F.col("run_id") == run_id) & (F.col("source") == source))
+            .groupBy("reason_code")
+            .count()
+            .collect()
+        )
+        return {r["reason_code"]: int(r["count"]) for r in sorted(rows)}
