@@ -62,6 +62,10 @@ class BackupError(IntegrityError, RuntimeError):
     """A copy does not match its source; the message names table and figures."""
 
 
+class TaskFailed(PatronageError, RuntimeError):
+    """A task failed; the message is the scrubbed description of what it raised."""
+
+
 class RunFailed(AlertError, RuntimeError):
     """The run had a failed task; raised after its log row is written."""
 

@@ -3,7 +3,9 @@
 A stage module defines ``run(ctx) -> dict`` (the values it publishes) and
 ``main = entry_point("<task_key>", run)``. ``main`` parses the task
 parameters, gets Spark, runs the stage, publishes its values, and logs counts
-only: never record contents.
+only: never record contents. A failure leaves the task as its class and a
+scrubbed first line (:mod:`patronage.redaction`), in task values, logs and the
+error the job shows alike.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 
 from patronage import config, fs
 from patronage import tables as t
+from patronage.errors import TaskFailed
+from patronage.redaction import describe, stack_summary
 from patronage.repositories.dmdc_checkpoint import DmdcCheckpoints
 from patronage.repositories.ledger import FileLedger
 from patronage.repositories.pipeline_log import PipelineLog
@@ -105,20 +109,21 @@ def run_stage(
     try:
         values = dict(stage(ctx) or {})
     except Exception as exc:
-        # Recorded so finalize can name the failing task; the message is ours
-        # (files, rows, rules), cut to its first line, never a data dump.
-        first_line = (str(exc).strip().splitlines() or [""])[0][:500]
+        # Recorded so finalize can name the failing task; Spark's own text can
+        # quote row values, so only the class and a scrubbed first line go.
         try:
             ctx.state.publish(
                 task_key,
                 {
                     STATUS_VALUE: "FAILED",
-                    ERROR_VALUE: f"{type(exc).__name__}: {first_line}",
+                    ERROR_VALUE: describe(exc),
                     DURATION_VALUE: round(time.monotonic() - started, 3),
                 },
             )
-        except Exception:
-            log.exception("could not record the failure of task %s", task_key)
+        except Exception as publish_error:
+            log.error(
+                "could not record the failure of task %s: %s", task_key, describe(publish_error)
+            )
         raise
     values[STATUS_VALUE] = "SUCCESS"
     values[DURATION_VALUE] = round(time.monotonic() - started, 3)
@@ -132,7 +137,13 @@ def entry_point(task_key: str, stage: Stage) -> Callable[[Sequence[str] | None],
 
     def main(argv: Sequence[str] | None = None) -> None:
         configure_logging()
-        run_stage(task_key, stage, sys.argv[1:] if argv is None else argv)
+        try:
+            run_stage(task_key, stage, sys.argv[1:] if argv is None else argv)
+        except Exception as exc:
+            # What Databricks prints and shows for the failed task: where it
+            # failed and the scrubbed description, never the raw message.
+            log.error("task %s failed at\n%s", task_key, stack_summary(exc))
+            raise TaskFailed(f"task {task_key}: {describe(exc)}") from None
 
     main.__doc__ = f"Wheel entry point of task '{task_key}'."
     return main
