@@ -4,7 +4,10 @@ On Databricks tables are Unity Catalog (or hive_metastore) managed tables
 named ``catalog.schema.table``. Locally they are external Delta tables under
 ``<warehouse>/<schema>/<table>`` so that they survive the process (see
 :mod:`patronage.spark`). Stages ask :class:`Tables` for names and never build
-locations themselves.
+locations themselves. Reading a table never creates it (a missing table reads
+as empty with its declared schema); writers create it through the DeltaTable
+builder. The bookkeeping tables are reached through
+:mod:`patronage.repositories`, one module per table.
 """
 
 from __future__ import annotations

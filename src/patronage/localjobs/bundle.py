@@ -26,7 +26,6 @@ DEFAULT_TARGET = "local"
 #: The variable a bundle may declare for the runner's state directory (set from --state-dir).
 STATE_DIR_VAR = "state_dir"
 
-RunnerError = JobsError
 
 def find_bundle_dir(start: str | os.PathLike[str] | None = None) -> Path:
     """The nearest directory at or above ``start`` (default cwd) holding databricks.yml."""
