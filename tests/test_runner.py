@@ -423,3 +423,45 @@ def test_one_run_at_a_time_per_state_dir(tmp_path):
     with runner.state_lock(tmp_path):
         with pytest.raises(RunnerError, match="another run is in progress"):
             runner.repair(state_dir=tmp_path)
+
+
+def test_a_task_left_running_by_a_dead_process_is_failed_and_repaired(spark, tmp_path):
+    """As Databricks fails the task of a lost driver: repair re-runs it and what follows."""
+    state = tmp_path / "state"
+    common = ["--bundle-dir", str(TINY), "--state-dir", str(state), "--job", "tiny_job"]
+    common += ["--var", f"schema=t_{uuid.uuid4().hex[:12]}"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runner, "load_entry_point", _resolver)
+        FAIL.clear()
+        CALLS.clear()
+        assert _cli("run", *common, "--run-date", "2024-05-06")[0] == 0
+        # What a process killed inside task b leaves on disk.
+        path = state / "runs" / f"{runner.latest_run_id(state)}.json"
+        record = json.loads(path.read_text())
+        record["status"] = "RUNNING"
+        record["tasks"]["b"] = {"status": "RUNNING", "start_time": record["start_time"], "pid": 0}
+        record["tasks"]["c"] = {"status": "NOT_RUN"}
+        record["tasks"]["d"] = {"status": "NOT_RUN"}
+        path.write_text(json.dumps(record))
+        CALLS.clear()
+        code, _ = _cli("repair", "--state-dir", str(state))
+        repaired = runner.load_record(state)
+    assert code == 0
+    assert [k for k, _ in CALLS] == ["b", "c", "d"]
+    assert repaired["repairs"][0]["tasks"] == ["b", "c", "d"]
+    assert {k: v["status"] for k, v in repaired["tasks"].items()} == dict.fromkeys("abcd", SUCCESS)
+
+
+def test_settling_fails_only_running_entries_and_the_running_run():
+    from patronage.localjobs.records import ABANDONED_ERROR, settle_abandoned
+
+    record = {
+        "status": "RUNNING",
+        "tasks": {"a": {"status": SUCCESS}, "b": {"status": "RUNNING"}, "c": {"status": "NOT_RUN"}},
+    }
+    assert settle_abandoned(record) == ["b"]
+    assert record["status"] == FAILED
+    assert record["tasks"]["b"] == {"status": FAILED, "error": ABANDONED_ERROR}
+    assert record["tasks"]["a"]["status"] == SUCCESS and record["tasks"]["c"]["status"] == "NOT_RUN"
+    finished = {"status": SUCCESS, "tasks": {"a": {"status": SUCCESS}}}
+    assert settle_abandoned(finished) == [] and finished["status"] == SUCCESS

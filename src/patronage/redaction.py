@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 import traceback
 
+from patronage.errors import TaskFailed
+
 #: An MVI ICN: ten digits, "V", six digits (checked before the plain digit runs).
 _ICN = re.compile(r"\d{10}V\d{6}", re.IGNORECASE)
 #: Six or more digits in a row: EDIPI (10), participant ids, bare ICNs, epoch values.
@@ -48,3 +50,18 @@ def stack_summary(exc: BaseException) -> str:
     """Where it failed (file, line, function per frame), without any message or value."""
     frames = traceback.extract_tb(exc.__traceback__)
     return "\n".join(f"  {f.filename}:{f.lineno} in {f.name}" for f in frames)
+
+
+def scrubbed(exc: BaseException) -> BaseException:
+    """``exc`` itself with a scrubbed one-line message, or a :class:`TaskFailed` saying it.
+
+    Exceptions whose text is their arguments (ours, Python's) keep their type,
+    so callers and records still see ``ValueError: ...``; one that renders its
+    own text (Spark's captured exceptions) is replaced. Raise the result
+    ``from None``: a chained cause would print its own, unscrubbed, text.
+    """
+    if type(exc).__str__ is BaseException.__str__:
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        exc.args = (scrub(first_line)[:MAX_MESSAGE],)
+        return exc
+    return TaskFailed(describe(exc))

@@ -20,8 +20,7 @@ from typing import Any
 
 from patronage import config, fs
 from patronage import tables as t
-from patronage.errors import TaskFailed
-from patronage.redaction import describe, stack_summary
+from patronage.redaction import describe, scrubbed, stack_summary
 from patronage.repositories.dmdc_checkpoint import DmdcCheckpoints
 from patronage.repositories.ledger import FileLedger
 from patronage.repositories.pipeline_log import PipelineLog
@@ -143,7 +142,7 @@ def entry_point(task_key: str, stage: Stage) -> Callable[[Sequence[str] | None],
             # What Databricks prints and shows for the failed task: where it
             # failed and the scrubbed description, never the raw message.
             log.error("task %s failed at\n%s", task_key, stack_summary(exc))
-            raise TaskFailed(f"task {task_key}: {describe(exc)}") from None
+            raise scrubbed(exc) from None
 
     main.__doc__ = f"Wheel entry point of task '{task_key}'."
     return main

@@ -39,7 +39,14 @@ from patronage.localjobs.dag import (
     topological_order,
 )
 from patronage.localjobs.errors import JobsError
-from patronage.localjobs.records import RunResult, load_record, new_run_id, save_record, state_lock
+from patronage.localjobs.records import (
+    RunResult,
+    load_record,
+    new_run_id,
+    save_record,
+    settle_abandoned,
+    state_lock,
+)
 from patronage.localjobs.references import (
     RunContext,
     ValuesGetter,
@@ -177,6 +184,15 @@ class _Run:
                 entry: dict[str, Any] = {"status": verdict, "duration_seconds": 0.0, "error": None}
                 log.info("task %s not run: %s (run_if %s)", task.key, verdict, task.run_if)
             else:
+                # On disk before it starts: a process that dies mid-task leaves
+                # it RUNNING, which the next run or repair settles as FAILED.
+                record["tasks"][task.key] = {
+                    "status": RUNNING,
+                    "start_time": dt.datetime.now(dt.UTC).isoformat(),
+                    "pid": os.getpid(),
+                }
+                record["status"] = RUNNING
+                save_record(self.state_dir, record)
                 try:
                     entry = _run_task(self.hooks, self.bundle, self.tasks, task, self.ctx)
                 except KeyboardInterrupt:
@@ -331,6 +347,13 @@ def repair(
     """Task-level repair: re-run failed tasks and all downstream, same run id and parameters."""
     state = Path(state_dir).resolve()
     record = load_record(state, run_id)
+    abandoned = settle_abandoned(record)
+    if abandoned:
+        log.warning(
+            "run %s: %s left RUNNING by a process that ended; counted as FAILED",
+            record["run_id"], ", ".join(abandoned),
+        )  # fmt: skip
+        save_record(state, record)
     bundle = load_bundle(
         bundle_dir or record.get("bundle_dir"),
         record["target"],

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from patronage.localjobs.dag import SUCCESS
+from patronage.localjobs.dag import FAILED, RUNNING, SUCCESS
 from patronage.localjobs.errors import JobsError
 
 
@@ -70,6 +70,26 @@ def new_run_id(state_dir: str | os.PathLike[str]) -> int:
     while (d / f"{rid}.json").exists():
         rid += 1
     return rid
+
+
+#: What a task left RUNNING by a process that is gone is recorded as.
+ABANDONED_ERROR = "the process running the task ended without recording an outcome (killed?)"
+
+
+def settle_abandoned(record: dict[str, Any]) -> list[str]:
+    """Mark what a dead process left RUNNING as FAILED, as Databricks fails a lost driver's task.
+
+    Call it only under :func:`state_lock`: while the lock is free, no live run
+    can own a RUNNING entry. Returns the task keys it failed.
+    """
+    settled = []
+    for key, entry in (record.get("tasks") or {}).items():
+        if entry.get("status") == RUNNING:
+            entry.update(status=FAILED, error=ABANDONED_ERROR)
+            settled.append(key)
+    if record.get("status") == RUNNING:
+        record["status"] = FAILED
+    return settled
 
 
 @contextlib.contextmanager
