@@ -439,7 +439,7 @@ def test_a_task_left_running_by_a_dead_process_is_failed_and_repaired(spark, tmp
         path = state / "runs" / f"{runner.latest_run_id(state)}.json"
         record = json.loads(path.read_text())
         record["status"] = "RUNNING"
-        record["tasks"]["b"] = {"status": "RUNNING", "start_time": record["start_time"], "pid": 0}
+        record["tasks"]["b"] = {"status": "RUNNING", "start_time": record["start_time"]}
         record["tasks"]["c"] = {"status": "NOT_RUN"}
         record["tasks"]["d"] = {"status": "NOT_RUN"}
         path.write_text(json.dumps(record))

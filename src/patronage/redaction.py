@@ -40,10 +40,14 @@ def scrub(text: str) -> str:
     return re.sub(r"\x00(\d+)\x00", lambda m: kept[int(m.group(1))], scrubbed)
 
 
+def _scrubbed_first_line(exc: BaseException) -> str:
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    return scrub(first_line)[:MAX_MESSAGE]
+
+
 def describe(exc: BaseException) -> str:
     """``Class: first line of the message``, scrubbed and cut to a readable length."""
-    first_line = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {scrub(first_line)[:MAX_MESSAGE]}".rstrip(": ")
+    return f"{type(exc).__name__}: {_scrubbed_first_line(exc)}".rstrip(": ")
 
 
 def stack_summary(exc: BaseException) -> str:
@@ -61,7 +65,6 @@ def scrubbed(exc: BaseException) -> BaseException:
     ``from None``: a chained cause would print its own, unscrubbed, text.
     """
     if type(exc).__str__ is BaseException.__str__:
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        exc.args = (scrub(first_line)[:MAX_MESSAGE],)
+        exc.args = (_scrubbed_first_line(exc),)
         return exc
     return TaskFailed(describe(exc))

@@ -185,11 +185,10 @@ class _Run:
                 log.info("task %s not run: %s (run_if %s)", task.key, verdict, task.run_if)
             else:
                 # On disk before it starts: a process that dies mid-task leaves
-                # it RUNNING, which the next run or repair settles as FAILED.
+                # it RUNNING, which a repair settles as FAILED.
                 record["tasks"][task.key] = {
                     "status": RUNNING,
                     "start_time": dt.datetime.now(dt.UTC).isoformat(),
-                    "pid": os.getpid(),
                 }
                 record["status"] = RUNNING
                 save_record(self.state_dir, record)
