@@ -1,18 +1,20 @@
-"""Benchmark of the daily path: cost should follow the day's input.
+"""Benchmark of the daily path: the pipeline measured against the engine's own cost.
 
-Three comparisons, each measured side by side in one process on synthetic data:
+Every case is measured side by side in one process, on the same synthetic
+data, in rounds that interleave the cases (a change in machine load hits all
+of them):
 
-* ``floor`` (Spark reads the day's SCD file and appends it to a Delta table)
-  versus ``update`` (ingest_scd + merge of the same file into a target with
-  ``active`` active SCD rows): target ratio <= 3;
-* ten such files in one run versus one: target ratio <= 2.5;
-* the same daily file against a target that also holds ``history`` expired
-  rows versus none: target ratio <= 1.2.
+* ``floor``: Spark reads the day's files and appends them to a Delta table;
+* ``bare_merge``: one Delta MERGE of the run's staged versions into the same
+  target, nothing else (no validation, no counts, no compaction);
+* ``update``: ingest_scd, ingest_cg and merge as the job runs them, through
+  :func:`patronage.task.run_stage`, with each task's phase breakdown;
+* the same update against a target that also holds the history rows;
+* ten SCD files in one run;
+* a task that is not due (backup on a day without backup).
 
-The stages run through :func:`patronage.task.run_stage` exactly as the job runs
-them. Between scenarios the target is put back with Delta RESTORE, so every
-scenario starts from the same table. Nothing here is a test: figures depend
-on the machine.
+Between cases the target is put back with Delta RESTORE, so every case starts
+from the same table. Nothing here is a test: figures depend on the machine.
 """
 
 from __future__ import annotations
@@ -25,120 +27,45 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, SparkSession
 
+from patronage import phases, scd2
 from patronage import tables as t
+from patronage.devtools import bench_data as data
+from patronage.devtools.bench_data import Sizes
+from patronage.repositories.staging import Staging
+from patronage.repositories.task_values import RunState
 from patronage.task import run_stage
 
 log = logging.getLogger(__name__)
 
-SCD_HEADER = ("PTCPNT_ID", "CMBNED_DEGREE_DSBLTY", "DSBL_DTR_DT")
-BASE_TS = dt.datetime(2025, 1, 2, 5, 0, 0)
-DAY1 = dt.datetime(2025, 3, 3, 5, 0, 0)
+__all__ = ["Bench", "Case", "Ratio", "Sizes", "run_bench"]
 
-
-@dataclass(frozen=True)
-class Sizes:
-    active: int = 1_000_000
-    history: int = 4_000_000
-    file_rows: int = 100_000
-    files: int = 10
-
-    def scaled(self, scale: float) -> Sizes:
-        return Sizes(
-            active=max(int(self.active * scale), 10),
-            history=max(int(self.history * scale), 10),
-            file_rows=max(int(self.file_rows * scale), 10),
-            files=self.files,
-        )
+Files = list[tuple[Path, int, dt.datetime]]
 
 
 @dataclass
-class Result:
+class Case:
+    """One measured case: wall seconds per round, and the breakdown of its best round."""
+
     name: str
     seconds: list[float] = field(default_factory=list)
+    detail: list[dict[str, Any]] = field(default_factory=list)
+    peak_heap: int = 0
+
+    def add(self, seconds: float, detail: dict[str, Any] | None = None) -> None:
+        self.seconds.append(seconds)
+        self.detail.append(detail or {})
 
     @property
     def best(self) -> float:
         return min(self.seconds)
 
-
-def _participant(i: Column) -> Column:
-    return F.format_string("%09d", i)
-
-
-def _icn(i: Column) -> Column:
-    return F.format_string("1%09d", i)
-
-
-# --------------------------------------------------------------------------- data
-
-
-def target_rows(spark: SparkSession, n: int, *, expired: bool, universe: int) -> DataFrame:
-    """``n`` SCD rows; expired ones are history of the first ``universe`` participants."""
-    ids = spark.range(n).withColumn("p", F.col("id") % F.lit(universe) if expired else F.col("id"))
-    base = int(BASE_TS.replace(tzinfo=dt.UTC).timestamp())
-    ts = F.timestamp_seconds(F.lit(base))
-    if expired:
-        # Older than the active rows: one version per (participant, week) back in time.
-        step = (F.col("id") / F.lit(universe)).cast("long") + 1
-        ts = F.timestamp_seconds(F.lit(base) - step * F.lit(7 * 86400))
-    return ids.select(
-        F.lit(None).cast("string").alias("edipi"),
-        _icn(F.col("p")).alias("ICN"),
-        F.lit(None).cast("string").alias("Veteran_ICN"),
-        _participant(F.col("p")).alias("participant_id"),
-        F.lit("SCD").alias("Batch_CD"),
-        F.lit(None).cast("string").alias("Applicant_Type"),
-        F.lit(None).cast("string").alias("Caregiver_Status"),
-        F.lpad(((F.col("id") * 7) % 101).cast("string"), 3, "0").alias(
-            "SC_Combined_Disability_Percentage"
-        ),
-        F.lit("N").alias("PT_Indicator"),
-        F.lit(None).cast("string").alias("Individual_Unemployability"),
-        F.lit("20240101").alias("Status_Begin_Date"),
-        F.lit("20240101").alias("Status_Last_Update"),
-        F.lit(None).cast("string").alias("Status_Termination_Date"),
-        ts.alias("SDP_Event_Created_Timestamp"),
-        F.lit("/bench/CPIDODIEX_seed.csv").alias("filename"),
-        F.to_date(ts).alias("RecordLastUpdated"),
-        F.lit(not expired).alias("RecordStatus"),
-        F.lit(expired).alias("sentToDoD"),
-        F.lit(None).cast("string").alias("change_log"),
-        F.lit("Expired Record" if expired else "New Record").alias("RecordChangeStatus"),
-    )
-
-
-def scd_file_rows(spark: SparkSession, rows: int, universe: int, file_no: int) -> DataFrame:
-    """A daily SCD file: mostly known participants (changed percent), about 10% new ones."""
-    ids = spark.range(rows)
-    # A multiplicative stride spreads each file over the whole participant range.
-    p = (F.col("id") * F.lit(7919) + F.lit(file_no * 104_729)) % F.lit(int(universe * 1.1) + 1)
-    return ids.select(
-        _participant(p).alias("PTCPNT_ID"),
-        ((F.col("id") + F.lit(file_no * 13)) % 101).cast("string").alias("CMBNED_DEGREE_DSBLTY"),
-        F.date_format(
-            F.date_add(F.lit(dt.date(2025, 2, 1)), (F.col("id") % 28).cast("int") + file_no),
-            "MMddyyyy",
-        ).alias("DSBL_DTR_DT"),
-    )
-
-
-def write_csv(df: DataFrame, path: Path, mtime: dt.datetime) -> int:
-    """One CSV file with header at ``path`` (Spark writes a directory; keep its part)."""
-    tmp = path.with_name(path.name + ".parts")
-    df.coalesce(1).write.mode("overwrite").option("header", True).csv(tmp.as_posix())
-    part = next(tmp.glob("part-*.csv"))
-    shutil.move(part, path)
-    shutil.rmtree(tmp, ignore_errors=True)
-    stamp = mtime.replace(tzinfo=dt.UTC).timestamp()
-    os.utime(path, (stamp, stamp))
-    return path.stat().st_size
-
-
-# --------------------------------------------------------------------------- setup
+    @property
+    def best_detail(self) -> dict[str, Any]:
+        return self.detail[self.seconds.index(self.best)]
 
 
 class Bench:
@@ -151,58 +78,56 @@ class Bench:
         self.schema = f"bench_{tag}"
         self.src_schema = f"bench_{tag}_src"
         self.tables = t.Tables(spark, "spark_catalog", self.schema)
-        self.landing = root / "landing" / "scd"
-        self.landing.mkdir(parents=True, exist_ok=True)
-        self.files: list[tuple[Path, int, dt.datetime]] = []
+        self.scd_files: Files = []
+        self.cg_files: Files = []
 
     # -- inputs
     def make_files(self) -> None:
         s = self.sizes
-        for i in range(s.files):
-            mtime = DAY1 + dt.timedelta(days=i)
-            path = self.landing / f"CPIDODIEX_{mtime:%Y%m%d}.csv"
-            size = write_csv(scd_file_rows(self.spark, s.file_rows, s.active, i), path, mtime)
-            self.files.append((path, size, mtime))
-        log.info("bench: %d SCD files of %d rows written", s.files, s.file_rows)
+
+        def make(kind: str, i: int) -> DataFrame:
+            if kind == "scd":
+                return data.scd_file_rows(self.spark, s.file_rows, s.universe, i)
+            return data.cg_file_rows(self.spark, s.cg_file_rows, s.cg_active, i)
+
+        for kind, count in (("scd", s.files), ("cg", 1)):
+            landing = self.root / "landing" / kind
+            landing.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                mtime = data.DAY1 + dt.timedelta(days=i)
+                name = f"CPIDODIEX_{mtime:%Y%m%d}.csv" if kind == "scd" else (
+                    f"caregiver_{mtime:%Y%m%d}.csv")  # fmt: skip
+                path = landing / name
+                size = data.write_csv(make(kind, i), path, mtime)
+                (self.scd_files if kind == "scd" else self.cg_files).append((path, size, mtime))
+        log.info("bench: %d SCD files of %d rows, a CG file of %d rows written",
+                 s.files, s.file_rows, s.cg_file_rows)  # fmt: skip
 
     def make_sources(self) -> None:
-        """PT delta table and identity lookup for every participant a file may name."""
+        """PT tables and identity lookup for every participant a file may name."""
         spark = self.spark
         spark.sql(f"CREATE SCHEMA IF NOT EXISTS spark_catalog.`{self.src_schema}`")
-        universe = int(self.sizes.active * 1.1) + 1
-        pt = spark.range(0, universe, 97).select(
-            _participant(F.col("id")).alias("PTCPNT_VET_ID"),
-            F.when(F.col("id") % 2 == 0, "Y").otherwise("N").alias("PT_35_FLAG"),
-        )
+        pt = data.pt_rows(spark, self.sizes.universe)
         for name in ("pt_seed", "pt_delta"):
             pt.write.format("delta").mode("overwrite").saveAsTable(
                 f"spark_catalog.`{self.src_schema}`.`{name}`"
             )
-        lookup = spark.range(universe).select(
-            _icn(F.col("id")).alias("MVIPersonICN"),
-            _participant(F.col("id")).alias("participant_id"),
-            F.format_string("%010d", F.col("id")).alias("edipi"),
-            F.lit(None).cast("string").alias("va_profile_id"),
-            F.lit("P").alias("ICNStatus"),
-            F.lit(BASE_TS).cast("timestamp").alias("Last_Modified_Date"),
-        )
         self.tables.ensure_schema()
-        self.tables.append(t.CORRELATION_LOOKUP, lookup)
+        self.tables.append(t.CORRELATION_LOOKUP, data.lookup_rows(spark, self.sizes.universe))
 
     def make_target(self, history: int) -> int:
-        """The target with ``active`` active rows (+ ``history`` expired); returns its version."""
+        """The target: active SCD and CG rows (+ ``history`` expired); returns its version."""
         s = self.sizes
         self.tables.ensure_schema()
         self.tables.drop(t.PATRONAGE_UNIFIED)
-        self.tables.append(
-            t.PATRONAGE_UNIFIED, target_rows(self.spark, s.active, expired=False, universe=s.active)
-        )
+        rows = data.scd_target_rows(self.spark, s.active, expired=False, universe=s.active)
+        rows = rows.unionByName(data.cg_target_rows(self.spark, s.cg_active))
         if history:
-            self.tables.append(
-                t.PATRONAGE_UNIFIED,
-                target_rows(self.spark, history, expired=True, universe=s.active),
+            rows = rows.unionByName(
+                data.scd_target_rows(self.spark, history, expired=True, universe=s.active)
             )
-        # Daily runs leave the target optimized: start from that state.
+        self.tables.append(t.PATRONAGE_UNIFIED, rows)
+        # Daily runs leave the target compacted: start from that state.
         self.spark.sql(f"OPTIMIZE {self.tables.fqn(t.PATRONAGE_UNIFIED)}")
         return self.tables.version(t.PATRONAGE_UNIFIED)
 
@@ -211,13 +136,13 @@ class Bench:
             self.tables.delta(t.PATRONAGE_UNIFIED).restoreToVersion(version)
 
     # -- one run
-    def argv(self, run_id: str) -> list[str]:
+    def argv(self, run_id: str, run_dir: Path) -> list[str]:
         params = {
             "run_id": run_id,
             "catalog": "spark_catalog",
             "schema": self.schema,
-            "inbound_scd_dir": self.landing.as_posix(),
-            "inbound_cg_dir": (self.root / "landing" / "cg").as_posix(),
+            "inbound_scd_dir": (run_dir / "scd").as_posix(),
+            "inbound_cg_dir": (run_dir / "cg").as_posix(),
             "cg_seed_file": (self.root / "landing" / "seed.csv").as_posix(),
             "pt_seed_table": f"{self.src_schema}.pt_seed",
             "pt_delta_table": f"{self.src_schema}.pt_delta",
@@ -230,71 +155,84 @@ class Bench:
         }
         return [f"--{k}={v}" for k, v in params.items()]
 
-    def discover(self, run_id: str, files: list[tuple[Path, int, dt.datetime]]) -> None:
+    def discover(self, run_id: str, files: dict[str, Files]) -> None:
         """What discover records for the run: one ``discovered`` event per file, in order."""
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         rows = [
-            (
-                p.as_posix(),
-                p.name,
-                "SCD",
-                size,
-                mtime,
-                run_id,
-                "update",
-                "discovered",
-                None,
-                order,
-                None,
-                None,
-                None,
-                None,
-                now,
-            )
-            for order, (p, size, mtime) in enumerate(files, start=1)
-        ]
+            (p.as_posix(), p.name, source, size, mtime, run_id, "update", "discovered",
+             None, order, None, None, None, None, now)
+            for source, listed in files.items()
+            for order, (p, size, mtime) in enumerate(listed, start=1)
+        ]  # fmt: skip
         self.tables.append(t.FILE_LEDGER, self.spark.createDataFrame(rows, t.LEDGER_SCHEMA))
 
-    def update_run(self, files: list[tuple[Path, int, dt.datetime]]) -> float:
-        """ingest_scd + merge of ``files`` in one run; seconds (discover excluded)."""
-        from patronage.stages import ingest_scd, merge
-
+    def new_run(self, scd: Files, cg: Files) -> tuple[str, list[str]]:
+        """A run id whose files are fresh hard links (a merged path is never applied again)."""
         run_id = f"bench-{uuid.uuid4().hex[:8]}"
-        # A merged file is never applied again: each run gets its own paths (hard links).
         run_dir = self.root / "runs" / run_id
-        run_dir.mkdir(parents=True)
-        linked = []
-        for path, size, mtime in files:
-            os.link(path, run_dir / path.name)
-            linked.append((run_dir / path.name, size, mtime))
+        linked: dict[str, Files] = {}
+        for source, listed in (("SCD", scd), ("CG", cg)):
+            (run_dir / source.lower()).mkdir(parents=True)
+            linked[source] = []
+            for path, size, mtime in listed:
+                target = run_dir / source.lower() / path.name
+                os.link(path, target)
+                linked[source].append((target, size, mtime))
         self.discover(run_id, linked)
-        argv = self.argv(run_id)
-        started = time.perf_counter()
-        ingest = run_stage("ingest_scd", ingest_scd.run, argv, spark=self.spark)
-        merged = run_stage("merge", merge.run, argv, spark=self.spark)
-        seconds = time.perf_counter() - started
-        log.info(
-            "bench run: %d file(s), staged %s, inserted new=%s updated=%s in %.1fs",
-            len(files),
-            ingest.get("staged_rows"),
-            merged.get("new_scd"),
-            merged.get("updated_scd"),
-            seconds,
+        RunState(self.tables, run_id).publish(
+            "discover", {"run_date": "2025-03-05", "backup_due": False}
         )
-        return seconds
+        return run_id, self.argv(run_id, run_dir)
 
-    def floor(self, path: Path) -> float:
-        """Spark reads the file and appends it to a Delta table: the least any load costs."""
-        name = f"spark_catalog.`{self.schema}`.`bench_floor`"
+    def update_run(self, scd: Files, cg: Files) -> tuple[float, dict[str, Any]]:
+        """ingest_scd + ingest_cg + merge of the files in one run (discover excluded)."""
+        from patronage.stages import ingest_cg, ingest_scd, merge
+
+        run_id, argv = self.new_run(scd, cg)
+        detail: dict[str, Any] = {"run_id": run_id}
+        started = time.perf_counter()
+        for key, stage in (("ingest_scd", ingest_scd.run), ("ingest_cg", ingest_cg.run),
+                           ("merge", merge.run)):  # fmt: skip
+            t0 = time.perf_counter()
+            values = run_stage(key, stage, argv, spark=self.spark)
+            detail[key] = {"seconds": time.perf_counter() - t0, "phases": phases.last(key),
+                           "staged_rows": values.get("staged_rows")}  # fmt: skip
+        return time.perf_counter() - started, detail
+
+    def bare_merge(self, run_id: str) -> float:
+        """One Delta MERGE of the run's staged versions, nothing else."""
+        source = scd2.merge_source(scd2.plan_versions(Staging(self.tables).read_run(run_id)))
         started = time.perf_counter()
         (
-            self.spark.read.option("header", True)
-            .schema(", ".join(f"`{c}` STRING" for c in SCD_HEADER))
-            .csv(path.as_posix())
-            .write.format("delta")
-            .mode("append")
-            .saveAsTable(name)
-        )
+            self.tables.delta(t.PATRONAGE_UNIFIED).alias("t")
+            .merge(source.alias("s"), scd2.merge_condition("t", "s"))
+            .whenMatchedUpdate(set=scd2.expire_assignments("s"))
+            .whenNotMatchedInsert(
+                condition=source[scd2.MERGE_KEY].isNull(), values=scd2.insert_values("s"))
+            .execute()
+        )  # fmt: skip
+        return time.perf_counter() - started
+
+    def floor(self, files: Files) -> float:
+        """Spark reads the files and appends them to a Delta table: the least any load costs."""
+        started = time.perf_counter()
+        for path, _, _ in files:
+            name = "bench_floor_" + path.name.split("_")[0].lower()
+            (
+                self.spark.read.option("header", True).option("inferSchema", False)
+                .csv(path.as_posix())
+                .write.format("delta").mode("append")
+                .saveAsTable(f"spark_catalog.`{self.schema}`.`{name}`")
+            )  # fmt: skip
+        return time.perf_counter() - started
+
+    def not_due(self) -> float:
+        """A task that has nothing to do today, inside the task wrapper."""
+        from patronage.stages import backup
+
+        _, argv = self.new_run([], [])
+        started = time.perf_counter()
+        run_stage("backup", backup.run, argv, spark=self.spark)
         return time.perf_counter() - started
 
     def cleanup(self) -> None:
@@ -302,33 +240,96 @@ class Bench:
             self.spark.sql(f"DROP SCHEMA IF EXISTS spark_catalog.`{schema}` CASCADE")
 
 
-# --------------------------------------------------------------------------- driver
+# --------------------------------------------------------------------------- report
 
 
 @dataclass(frozen=True)
 class Ratio:
     name: str
-    numerator: Result
-    denominator: Result
+    numerator: float
+    denominator: float
     target: float
+    how: str
 
     @property
     def value(self) -> float:
-        return self.numerator.best / self.denominator.best
+        return self.numerator / self.denominator
 
     def line(self) -> str:
         verdict = "OK  " if self.value <= self.target else "OVER"
         return (
-            f"{verdict} {self.name:<34} {self.numerator.name} {self.numerator.best:8.1f}s"
-            f" / {self.denominator.name} {self.denominator.best:8.1f}s"
-            f" = {self.value:5.2f} (target <= {self.target})"
+            f"{verdict} {self.name:<38} {self.how:<44} {self.numerator:7.2f}s /"
+            f" {self.denominator:7.2f}s = {self.value:5.2f} (target <= {self.target})"
         )
+
+
+def heap() -> Any:
+    """The driver JVM's memory beans (local mode: driver and executor are one JVM)."""
+    from pyspark import SparkContext
+
+    sc = SparkContext._active_spark_context
+    assert sc is not None and sc._jvm is not None
+    return sc._jvm.java.lang.management.ManagementFactory
+
+
+def reset_peak() -> None:
+    for pool in heap().getMemoryPoolMXBeans():
+        pool.resetPeakUsage()
+
+
+def peak_heap() -> int:
+    """Sum of the heap pools' peaks since the last reset (bytes)."""
+    total = 0
+    for pool in heap().getMemoryPoolMXBeans():
+        if str(pool.getType().toString()) == "Heap memory":
+            total += int(pool.getPeakUsage().getUsed())
+    return total
+
+
+def max_heap() -> int:
+    return int(heap().getMemoryMXBean().getHeapMemoryUsage().getMax())
+
+
+# --------------------------------------------------------------------------- driver
+
+
+@dataclass
+class Report:
+    cases: dict[str, Case]
+    ratios: list[Ratio]
+    max_heap: int
+    setup_seconds: float
+
+    def lines(self) -> list[str]:
+        mib = 1024 * 1024
+        out = [f"driver heap max {self.max_heap / mib:,.0f} MiB; setup {self.setup_seconds:.0f}s",
+               "", "case                         best s  rounds      peak heap"]  # fmt: skip
+        for c in self.cases.values():
+            rounds = " ".join(f"{s:.1f}" for s in c.seconds)
+            heap = f"{c.peak_heap / mib:8,.0f} MiB" if c.peak_heap else "(in update)"
+            out.append(f"{c.name:<28} {c.best:7.2f}  [{rounds}]  {heap}")
+            for task in ("ingest_scd", "ingest_cg", "merge"):
+                d = c.best_detail.get(task)
+                if d:
+                    parts = ", ".join(f"{k} {v:.2f}" for k, v in d["phases"].items())
+                    out.append(f"    {task:<12} {d['seconds']:6.2f}s  ({parts})")
+        out += ["", *[r.line() for r in self.ratios]]
+        return out
+
+
+def _measure(case: Case, fn: Any) -> Any:
+    reset_peak()
+    out = fn()
+    seconds, detail = out if isinstance(out, tuple) else (out, None)
+    case.add(seconds, detail)
+    case.peak_heap = max(case.peak_heap, peak_heap())
+    return detail
 
 
 def run_bench(
     spark: SparkSession, root: Path, sizes: Sizes, repeat: int = 1, keep: bool = False
-) -> list[Ratio]:
-    """Set up, measure and return the three ratios (also logged)."""
+) -> Report:
+    """Set up, measure every case ``repeat`` times and return the report."""
     root.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:6]
     plain = Bench(spark, root / "plain", sizes, tag + "_a")
@@ -338,32 +339,55 @@ def run_bench(
         for b in (plain, hist):
             b.make_sources()
         plain.make_files()
-        hist.files = plain.files
+        hist.scd_files, hist.cg_files = plain.scd_files, plain.cg_files
         v_plain = plain.make_target(history=0)
         v_hist = hist.make_target(history=sizes.history)
-        log.info("bench: setup done in %.0fs", time.perf_counter() - t0)
+        setup = time.perf_counter() - t0
+        log.info("bench: setup done in %.0fs", setup)
 
-        day = plain.files[:1]
+        scd1, cg1 = plain.scd_files[:1], plain.cg_files
         # Warm-up (JIT, first Delta log reads), not measured.
-        plain.floor(day[0][0])
-        plain.update_run(day)
+        plain.floor(scd1 + cg1)
+        plain.update_run(scd1, cg1)
+        plain.restore(v_plain)
 
-        floor, one = Result("floor"), Result("update_1_file")
-        many, with_hist = Result(f"update_{sizes.files}_files"), Result("update_with_history")
-        # Rounds interleave the cases, so a change in machine load hits all of them.
+        names = ("floor_scd", "floor", "ingest_scd", "merge_task", "update", "bare_merge",
+                 "update_with_history", "bare_merge_with_history",
+                 f"update_{sizes.files}_files", "not_due_task")  # fmt: skip
+        cases = {n: Case(n) for n in names}
         for _ in range(repeat):
-            floor.seconds.append(plain.floor(day[0][0]))
+            _measure(cases["floor_scd"], lambda: plain.floor(scd1))
+            _measure(cases["floor"], lambda: plain.floor(scd1 + cg1))
+            day = _measure(cases["update"], lambda: plain.update_run(scd1, cg1))
+            cases["ingest_scd"].add(day["ingest_scd"]["seconds"])
+            cases["merge_task"].add(day["merge"]["seconds"])
             plain.restore(v_plain)
-            one.seconds.append(plain.update_run(day))
+            _measure(cases["bare_merge"], lambda d=day: plain.bare_merge(d["run_id"]))
             plain.restore(v_plain)
-            many.seconds.append(plain.update_run(plain.files))
+            _measure(cases[f"update_{sizes.files}_files"],
+                     lambda: plain.update_run(plain.scd_files, cg1))  # fmt: skip
+            plain.restore(v_plain)
+            with_hist = _measure(cases["update_with_history"], lambda: hist.update_run(scd1, cg1))
             hist.restore(v_hist)
-            with_hist.seconds.append(hist.update_run(day))
-        return [
-            Ratio("update vs floor", one, floor, 3.0),
-            Ratio(f"{sizes.files} files vs 1 file", many, one, 2.5),
-            Ratio("with history vs without", with_hist, one, 1.2),
-        ]
+            _measure(cases["bare_merge_with_history"],
+                     lambda d=with_hist: hist.bare_merge(d["run_id"]))  # fmt: skip
+            hist.restore(v_hist)
+            _measure(cases["not_due_task"], plain.not_due)
+        c = {n: cases[n].best for n in names}
+        ratios = [
+            Ratio("ingest_scd vs floor", c["ingest_scd"], c["floor_scd"], 3.0,
+                  "ingest_scd / floor_scd"),
+            Ratio("merge task vs bare MERGE", c["merge_task"], c["bare_merge"], 1.3,
+                  "merge_task / bare_merge"),
+            Ratio("update vs floor + bare MERGE", c["update"], c["floor"] + c["bare_merge"], 2.0,
+                  "update / (floor + bare_merge)"),
+            Ratio("history (4x active) vs none", c["update_with_history"], c["update"], 1.15,
+                  "update_with_history / update"),
+            Ratio(f"{sizes.files} files vs 1 file", c[f"update_{sizes.files}_files"],
+                  c["update"], 1.5, f"update_{sizes.files}_files / update"),
+            Ratio("task not due (seconds)", c["not_due_task"], 1.0, 1.5, "not_due_task / 1 s"),
+        ]  # fmt: skip
+        return Report(cases, ratios, max_heap(), setup)
     finally:
         if not keep:
             plain.cleanup()

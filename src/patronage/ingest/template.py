@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from patronage import tables as t
 from patronage.ingest import csv_files as csv
 from patronage.ingest.row_rules import REASON, RESOLVED, RULE, reject_rows
+from patronage.phases import Phases
 from patronage.repositories.ledger import FileEvent, LedgerStatus, RunFile
 from patronage.repositories.rejects import RejectReason
 from patronage.task import TaskContext
@@ -127,6 +128,7 @@ def finish(
     refused: Sequence[tuple[RunFile, str]],
     checked: DataFrame,
     versions: DataFrame,
+    phases: Phases,
 ) -> dict[str, Any]:
     """Count, replace the run's staging and rejects, record ledger events, return values.
 
@@ -135,16 +137,19 @@ def finish(
     """
     s = ctx.settings
     counts = count_rows(checked, versions)
+    phases.lap("validate+versions+count")
     staged = versions.where(F.col(RESOLVED)).select(
         *t.TARGET_COLUMNS, F.lit(s.run_id).alias("run_id"), F.col(csv.FILE_ORDER).cast("int")
     )
     ctx.staging.replace_for_run(spec.source, s.run_id, staged)
+    phases.lap("write staging")
     rejects = reject_rows(
         checked.where(F.col(REASON).isNotNull()), s.run_id, spec.source, F.col(REASON), F.col(RULE)
     )
     if spec.unresolved_rejects is not None:
         rejects = rejects.unionByName(spec.unresolved_rejects(versions, s.run_id))
     ctx.rejects.replace_for_run(s.run_id, spec.source, rejects.drop(csv.FILE_ORDER))
+    phases.lap("write rejects")
     events = [
         FileEvent(
             a.file, LedgerStatus.INGESTED, None, file_counts(counts.get(a.file.file_order, {}))
@@ -153,6 +158,7 @@ def finish(
     ]  # fmt: skip
     events += [FileEvent(f, LedgerStatus.REJECTED, reason) for f, reason in refused]
     ctx.ledger.record_ingest(s.run_id, s.processing_mode, spec.source, events)
+    phases.lap("ledger")
 
     by_reason: dict[str, int] = {}
     totals = dict.fromkeys(_COUNTS, 0)
@@ -204,12 +210,15 @@ def republish(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
 def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
     """The whole ingest of one source for the run; returns the values it publishes."""
     s = ctx.settings
+    phases = Phases(ctx.task_key)
     rebuild = s.processing_mode == "rebuild"
     files = ctx.ledger.run_files(s.run_id, spec.source)
+    phases.lap("ledger")
     if files.already_merged:
         return republish(ctx, spec)
     accepted, refused = csv.accept_files(ctx.fs, files.files, spec.columns)
     log.info("%s: %d file(s) to read, %d refused", spec.source, len(accepted), len(refused))
+    phases.lap("read")
 
     checked = spec.validate(csv.read_rows(ctx.spark, accepted, spec.columns))
     extra = spec.extra_rows(ctx, rebuild)
@@ -227,8 +236,9 @@ def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
             rebuild=rebuild,
         )
         versions = spec.versions(inputs).persist(StorageLevel.MEMORY_AND_DISK)
-        return finish(ctx, spec, accepted, refused, checked, versions)
+        return finish(ctx, spec, accepted, refused, checked, versions, phases)
     finally:
         checked.unpersist()
         if versions is not None:
             versions.unpersist()
+        phases.done()

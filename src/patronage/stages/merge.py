@@ -10,7 +10,6 @@ target alone (repairs and reruns are no-ops), but still completes the ledger.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from pyspark.sql import DataFrame
@@ -19,6 +18,7 @@ from pyspark.sql import functions as F
 from patronage import scd2
 from patronage import tables as t
 from patronage.errors import RebuildNotConfirmed
+from patronage.phases import Phases
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -123,23 +123,17 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     tables = ctx.tables
     mode = s.processing_mode
     check_rebuild_confirmed(mode, s.confirm_rebuild)
+    phases = Phases(ctx.task_key)
+    lap = phases.lap
 
     done_before = already_merged(tables, s.run_id)
     superseded = 0
     if mode == "rebuild" and not done_before:
         superseded = reset_target(ctx, s.run_id, mode)
 
-    phases: dict[str, float] = {}
-    clock = time.monotonic()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.monotonic()
-        phases[name] = round(now - clock, 1)
-        clock = now
-
     # Merge owns the target: it exists after every merge, even one with nothing to apply.
     tables.ensure(TARGET)
+    lap("check")
     planned = scd2.plan_versions(ctx.staging.read_run(s.run_id)).cache()
     try:
         counts = {r["Batch_CD"]: r for r in scd2.plan_counts(planned).collect()}
@@ -195,7 +189,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         values[f"active_{low}"] = active.get(source, 0)
     values.update(_unchanged(ctx))
     lap("counts")
-    log.info("merge phases (seconds): %s", phases)
+    phases.done()
     values.update(
         staged_rows=staged_rows,
         target_version=tables.version(TARGET),
