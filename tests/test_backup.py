@@ -142,8 +142,8 @@ def test_restore_round_trip_replaces_the_table_and_reopens_files_merged_after_th
     restored = tables.read(t.PATRONAGE_UNIFIED)
     assert backup.fingerprint(restored) == backup.Fingerprint(taken["rows"], taken["checksum"])
     assert result["rows"] == 3 and result["checksum"] == taken["checksum"]
-    detail = tables.delta(t.PATRONAGE_UNIFIED).detail().select("clusteringColumns").collect()
-    assert detail[0][0] == ["ICN"]
+    detail = tables.delta(t.PATRONAGE_UNIFIED).detail().select("partitionColumns").collect()
+    assert detail[0][0] == list(t.SPECS[t.PATRONAGE_UNIFIED].partition_by)
     # Files merged after the backup's newest timestamp of their source are superseded,
     # so the next update run applies them again; older and rejected files are not.
     superseded = tables.read(t.FILE_LEDGER).where("status = 'superseded'").collect()

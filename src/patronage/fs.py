@@ -104,6 +104,14 @@ class FileSystem:
         except OSError as exc:
             raise FileSystemError(f"cannot read {path}: {exc.strerror}") from None
 
+    def read_head(self, path: str, size: int) -> bytes:
+        """The first ``size`` bytes (fewer when the file is shorter)."""
+        try:
+            with open(to_local_path(path), "rb") as fh:
+                return fh.read(size)
+        except OSError as exc:
+            raise FileSystemError(f"cannot read {path}: {exc.strerror}") from None
+
     def write_atomic(self, path: str, data: bytes) -> None:
         """Write to a temporary name in the same directory, then rename.
 

@@ -185,6 +185,11 @@ TASK_VALUES_SCHEMA = _schema(
 )
 
 
+#: Local compaction threshold: files beyond what the table's size needs.
+COMPACT_EXCESS_FILES = 50
+COMPACT_FILE_BYTES = 128 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class TableSpec:
     schema: T.StructType
@@ -194,12 +199,18 @@ class TableSpec:
 
 
 #: Every table this product creates. Partitioning only where parallel tasks
-#: write disjoint parts (so their Delta commits never conflict).
+#: write disjoint parts (so their Delta commits never conflict), or where the
+#: daily path reads one small part of a large table.
 SPECS: dict[str, TableSpec] = {
-    # Deletion vectors: MERGE marks expired rows instead of rewriting whole files,
-    # so the daily cost follows the day's changes, not the history (patronage bench).
+    # Partitioned by RecordStatus: the MERGE, the counts and the exports read the
+    # active rows only, and the history (which grows every day) is pruned by
+    # partition. Deletion vectors: MERGE marks expired rows instead of rewriting
+    # whole files. Together the daily cost follows the day's changes and the
+    # active population, not the history (patronage bench).
     PATRONAGE_UNIFIED: TableSpec(
-        TARGET_SCHEMA, cluster_by=("ICN",), properties=(("delta.enableDeletionVectors", "true"),)
+        TARGET_SCHEMA,
+        partition_by=("RecordStatus",),
+        properties=(("delta.enableDeletionVectors", "true"),),
     ),
     CORRELATION_LOOKUP: TableSpec(LOOKUP_SCHEMA),
     DUPLICATE_CORRELATIONS: TableSpec(DUPLICATES_SCHEMA),
@@ -317,6 +328,26 @@ class Tables:
             args=dict(where),
             rows=df.select(*SPECS[name].schema.fieldNames()),
         )
+
+    def compact_if_fragmented(self, name: str) -> bool:
+        """Locally, OPTIMIZE once small files have piled up; True when it ran.
+
+        A daily MERGE adds a few small files; compacting after each one would put
+        a rewrite of the table on the critical path for nothing. On Databricks the
+        job never compacts: predictive optimization (Unity Catalog managed tables)
+        or the workspace's maintenance does it off the critical path.
+        """
+        if not self._local or not self.exists(name):
+            return False
+        detail = self.delta(name).detail().select("numFiles", "sizeInBytes").first()
+        assert detail is not None
+        files, size = int(detail["numFiles"] or 0), int(detail["sizeInBytes"] or 0)
+        needed = -(-size // COMPACT_FILE_BYTES) + 2  # + one per RecordStatus partition
+        if files - needed < COMPACT_EXCESS_FILES:
+            return False
+        self.spark.sql(f"OPTIMIZE {self.fqn(name)}")
+        log.info("compacted %s: %d files for %d bytes", name, files, size)
+        return True
 
     def drop(self, name: str) -> None:
         """Drop the table and its files (destructive: callers confirm first)."""

@@ -16,7 +16,6 @@ Reading rules (SPEC §2.1/§2.2, decided here where the SPEC is silent):
 
 from __future__ import annotations
 
-import codecs
 import csv
 import dataclasses
 import logging
@@ -24,6 +23,7 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import reduce
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -43,9 +43,6 @@ FILE_ORDER, PATH, FILE_TS, ROW_NUMBER, RAW_ROW, EXTRA = (
     "raw_row",
     "_extra",
 )
-
-_LINE_BREAK = r"\r\n|\n|\r"
-
 
 @dataclasses.dataclass(frozen=True)
 class AcceptedFile:
@@ -83,62 +80,163 @@ def check_header(
     return tuple(seen), ("; ".join(problems) if problems else None)
 
 
-def inspect_file(data: bytes, expected: Sequence[str]) -> tuple[tuple[str, ...], str | None]:
-    """Decode strictly as UTF-8 and check the header; the reason if the file is refused."""
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+#: How much of a file the driver reads: enough for any header line.
+HEAD_BYTES = 64 * 1024
+_BLOCK, _MID, _LINE = "_block", "_mid", "_line"
+
+
+def inspect_file(head: bytes, expected: Sequence[str]) -> tuple[tuple[str, ...], str | None]:
+    """Check the header line from the file's first bytes; the reason if the file is refused.
+
+    Only the header line is decoded here; every other line is checked for strict
+    UTF-8 by Spark (:func:`read_files`), so no file is loaded on the driver.
+    """
+    brk = re.search(rb"\r|\n", head)
+    if brk is None and len(head) >= HEAD_BYTES:
+        return (), f"has no line break in its first {HEAD_BYTES} bytes"
+    line = head[: brk.start()] if brk else head
     try:
-        text = decoder.decode(data, final=True)
+        text = line.decode("utf-8", errors="strict")
     except UnicodeDecodeError as exc:
         return (), f"cannot be decoded as UTF-8 (invalid byte at offset {exc.start})"
-    first = re.split(_LINE_BREAK, text, maxsplit=1)[0].lstrip("\ufeff")
+    first = text.lstrip("\ufeff")
     if not first.strip():
         return (), "has no header line"
     header = next(csv.reader([first]))
     return check_header(header, expected)
 
 
-def accept_files(
-    fs: fs_mod.FileSystem, files: Iterable[RunFile], expected: Sequence[str]
-) -> tuple[list[AcceptedFile], list[tuple[RunFile, str]]]:
-    """Split the run's files into readable ones and whole-file rejects (with reasons)."""
-    accepted: list[AcceptedFile] = []
+@dataclasses.dataclass
+class Reading:
+    """The run's files as read once by Spark: readable files, refused ones and parsed rows."""
+
+    accepted: list[AcceptedFile]
+    refused: list[tuple[RunFile, str]]
+    #: file_order, _path, _file_ts, row_number, fields, _extra, raw_row (see :func:`parse`).
+    rows: DataFrame
+    lines: DataFrame | None = None
+
+    def release(self) -> None:
+        if self.lines is not None:
+            self.lines.unpersist()
+
+
+def _refuse(f: RunFile, problem: str) -> tuple[RunFile, str]:
+    log.warning("whole file rejected: %s (%s)", f.file_name, problem)
+    return f, f"file {f.path} rejected: {problem}"
+
+
+def read_files(
+    spark: SparkSession,
+    fs: fs_mod.FileSystem,
+    files: Iterable[RunFile],
+    columns: Sequence[str],
+    *,
+    cache: bool = True,
+) -> Reading:
+    """Read the files once, in parallel, as lines: header from the first bytes, then Spark.
+
+    Each file is split by Spark like any text file. A line's number is its split's
+    offset (the line counts of the file's earlier splits) plus its position in the
+    split; one small aggregate gives both the counts and the first line that is not
+    UTF-8, which refuses its whole file. With ``cache`` the lines are kept for the
+    parse (release with :meth:`Reading.release`), so each file is read once.
+    """
+    heads: list[AcceptedFile] = []
     refused: list[tuple[RunFile, str]] = []
     for f in files:
-        header, problem = inspect_file(fs.read_bytes(f.path), expected)
+        header, problem = inspect_file(fs.read_head(f.path, HEAD_BYTES), columns)
         if problem is None:
-            accepted.append(AcceptedFile(f, header))
+            heads.append(AcceptedFile(f, header))
         else:
-            reason = f"file {f.path} rejected: {problem}"
-            log.warning("whole file rejected: %s (%s)", f.file_name, problem)
-            refused.append((f, reason))
-    return accepted, refused
+            refused.append(_refuse(f, problem))
+    if not heads:
+        return Reading([], refused, empty_rows(spark, columns))
+
+    lines = reduce(
+        DataFrame.unionByName,
+        [
+            spark.read.text(fs_mod.to_spark_path(a.file.path)).select(
+                F.lit(a.file.file_order).cast("int").alias(FILE_ORDER),
+                F.col("_metadata.file_block_start").alias(_BLOCK),
+                F.monotonically_increasing_id().alias(_MID),
+                F.col("value").alias(_LINE),
+            )
+            for a in heads
+        ],
+    )
+    if cache:
+        lines = lines.persist(StorageLevel.MEMORY_AND_DISK)
+    splits = (
+        lines.groupBy(FILE_ORDER, _BLOCK)
+        .agg(
+            F.min(_MID).alias("first"),
+            F.count(F.lit(1)).alias("n"),
+            F.min(F.when(~F.is_valid_utf8(_LINE), F.col(_MID))).alias("bad"),
+        )
+        .collect()
+    )
+    offsets: list[tuple[int, int, int, int]] = []
+    bad_line: dict[int, int] = {}
+    seen: dict[int, int] = {}
+    for r in sorted(splits, key=lambda r: (r[FILE_ORDER], r[_BLOCK])):
+        order = int(r[FILE_ORDER])
+        before = seen.get(order, 0)
+        offsets.append((order, int(r[_BLOCK]), int(r["first"]), before))
+        if r["bad"] is not None and order not in bad_line:
+            bad_line[order] = before + int(r["bad"]) - int(r["first"]) + 1
+        seen[order] = before + int(r["n"])
+    accepted = []
+    for a in heads:
+        line = bad_line.get(a.file.file_order)
+        if line is None:
+            accepted.append(a)
+        else:
+            problem = f"cannot be decoded as UTF-8 (invalid byte on line {line})"
+            refused.append(_refuse(a.file, problem))
+    rows = parse(spark, lines, offsets, accepted, columns)
+    return Reading(accepted, refused, rows, lines if cache else None)
 
 
-def read_rows(
-    spark: SparkSession, files: Sequence[AcceptedFile], columns: Sequence[str]
+def parse(
+    spark: SparkSession,
+    lines: DataFrame,
+    offsets: Sequence[tuple[int, int, int, int]],
+    files: Sequence[AcceptedFile],
+    columns: Sequence[str],
 ) -> DataFrame:
-    """All data lines of the files: file_order, _path, _file_ts, row_number, fields, raw_row.
+    """Data lines of the accepted files: file_order, _path, _file_ts, row_number, fields, raw_row.
 
     Fields are trimmed (empty -> null); raw_row is the JSON of the untrimmed fields.
-    ``_extra`` is true when a line has more fields than the header.
+    ``_extra`` is true when a line has more fields than the header. ``row_number``
+    n is line n+1 of the file; blank lines keep their number but give no row.
     """
     if not files:
         return empty_rows(spark, columns)
+    split_schema = f"{FILE_ORDER} INT, {_BLOCK} LONG, _first LONG, _before LONG"
+    known = spark.createDataFrame(list(offsets), split_schema)
+    meta = files_frame(spark, [a.file for a in files])
+    numbered = lines.join(F.broadcast(known), [FILE_ORDER, _BLOCK]).join(
+        F.broadcast(meta), FILE_ORDER
+    )
+    row_number = F.col("_before") + F.col(_MID) - F.col("_first")
+    by_header: dict[tuple[str, ...], list[int]] = {}
+    for a in files:
+        by_header.setdefault(a.header, []).append(a.file.file_order)
     parts = []
-    for accepted in files:
-        f = accepted.file
-        ddl = ", ".join(f"{quote_identifier(c)} STRING" for c in (*accepted.header, EXTRA))
-        lines = spark.read.text(fs_mod.to_spark_path(f.path), wholetext=True).select(
-            F.posexplode(F.split("value", _LINE_BREAK)).alias("pos", "line")
+    for header, orders in by_header.items():
+        ddl = ", ".join(f"{quote_identifier(c)} STRING" for c in (*header, EXTRA))
+        parts.append(
+            numbered.where(
+                F.col(FILE_ORDER).isin(orders) & (row_number > 0) & (F.trim(_LINE) != "")
+            ).select(
+                FILE_ORDER,
+                PATH,
+                FILE_TS,
+                row_number.alias(ROW_NUMBER),
+                F.from_csv(F.col(_LINE), ddl, {"escape": '"'}).alias("r"),
+            )
         )
-        parsed = lines.where((F.col("pos") > 0) & (F.trim("line") != "")).select(
-            F.lit(f.file_order).cast("int").alias(FILE_ORDER),
-            F.lit(f.path).alias(PATH),
-            F.lit(f.modification_time).cast("timestamp").alias(FILE_TS),
-            F.col("pos").cast("long").alias(ROW_NUMBER),
-            F.from_csv("line", ddl, {"escape": '"'}).alias("r"),
-        )
-        parts.append(parsed)
     rows = reduce(DataFrame.unionByName, parts)
     raw = F.to_json(
         F.struct(*[F.col(f"r.{c}").alias(c) for c in columns]), {"ignoreNullFields": "false"}

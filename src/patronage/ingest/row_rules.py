@@ -25,6 +25,15 @@ RESOLVED = "_resolved"
 Rule = tuple[Column, RejectReason, str]
 
 
+def narrowed(table: DataFrame, keys: DataFrame, column: str) -> DataFrame:
+    """Rows of a large table (active target, lookup) whose ``column`` is among the run's keys.
+
+    A broadcast semi-join: the table is scanned once and never shuffled, and the
+    joins after it work on the day's few keys instead of the whole population.
+    """
+    return table.join(F.broadcast(keys.select(column).distinct()), column, "left_semi")
+
+
 def malformed_row() -> Rule:
     """The rule every source checks first: a line with more fields than the header."""
     return (F.col(EXTRA), RejectReason.MALFORMED_ROW, "the line has more fields than the header")

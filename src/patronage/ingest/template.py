@@ -216,17 +216,19 @@ def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
     phases.lap("ledger")
     if files.already_merged:
         return republish(ctx, spec)
-    accepted, refused = csv.accept_files(ctx.fs, files.files, spec.columns)
+    reading = csv.read_files(ctx.spark, ctx.fs, files.files, spec.columns)
+    accepted, refused = reading.accepted, reading.refused
     log.info("%s: %d file(s) to read, %d refused", spec.source, len(accepted), len(refused))
     phases.lap("read")
 
-    checked = spec.validate(csv.read_rows(ctx.spark, accepted, spec.columns))
-    extra = spec.extra_rows(ctx, rebuild)
-    if extra is not None:
-        checked = extra.unionByName(checked)
-    checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+    checked = None
     versions = None
     try:
+        checked = spec.validate(reading.rows)
+        extra = spec.extra_rows(ctx, rebuild)
+        if extra is not None:
+            checked = extra.unionByName(checked)
+        checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
         inputs = IngestInputs(
             ctx=ctx,
             valid=checked.where(F.col(REASON).isNull()),
@@ -238,7 +240,9 @@ def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
         versions = spec.versions(inputs).persist(StorageLevel.MEMORY_AND_DISK)
         return finish(ctx, spec, accepted, refused, checked, versions, phases)
     finally:
-        checked.unpersist()
+        if checked is not None:
+            checked.unpersist()
+        reading.release()
         if versions is not None:
             versions.unpersist()
         phases.done()

@@ -196,8 +196,8 @@ def restore_table(tables: t.Tables, backup_dir: str, name: str) -> dict[str, Any
 
     Databricks: ``CREATE OR REPLACE TABLE <table> DEEP CLONE delta.`<path>```
     (runbook 3.5.1). Locally: the backup overwrites the table's files in one
-    commit, then the declared clustering is re-applied (an overwrite by path
-    drops it in open-source Delta). Both keep the table's history, so the
+    commit with the declared partitioning, then the declared clustering is re-applied
+    (an overwrite by path drops it in open-source Delta). Both keep the table's history, so the
     restore itself can be undone by time travel.
     """
     if name not in BACKUP_TABLES:
@@ -216,6 +216,7 @@ def restore_table(tables: t.Tables, backup_dir: str, name: str) -> dict[str, Any
             .write.format("delta")
             .mode("overwrite")
             .option("overwriteSchema", "true")
+            .partitionBy(*t.SPECS[name].partition_by)
             .save(location)
         )
         cluster_by = t.SPECS[name].cluster_by

@@ -223,30 +223,35 @@ def cg_versions(valid: DataFrame, active: DataFrame, lookup: DataFrame) -> DataF
     )
 
 
-def seed_file(ctx: TaskContext) -> csv.AcceptedFile:
-    """The CG seed as the run's file_order 0; a rebuild without a usable seed fails."""
+def seed_file(ctx: TaskContext) -> RunFile:
+    """The CG seed as the run's file_order 0; a rebuild without the seed fails."""
     path = ctx.settings.cg_seed_file
     if not ctx.fs.exists(path):
         raise MissingInputError(f"CG seed file (setting 'cg_seed_file') does not exist: {path}")
-    header, problem = csv.inspect_file(ctx.fs.read_bytes(path), SEED_COLUMNS)
-    if problem is not None:
-        raise InputError(f"CG seed file {path} cannot be used: {problem}")
     begin = rules.BEGINNING[rules.CG].strftime("%Y-%m-%d %H:%M:%S.%f")
     name = path.rstrip("/").rsplit("/", 1)[-1]
-    return csv.AcceptedFile(RunFile(path, name, None, begin, SEED_ORDER), header)
+    return RunFile(path, name, None, begin, SEED_ORDER)
 
 
 def seed_rows(ctx: TaskContext, rebuild: bool) -> DataFrame | None:
-    """SPEC §7.6: the checked seed rows, read first on a rebuild."""
+    """SPEC §7.6: the checked seed rows, read first on a rebuild; an unusable seed fails."""
     if not rebuild:
         return None
-    return validate_seed_rows(csv.read_rows(ctx.spark, [seed_file(ctx)], SEED_COLUMNS))
+    # Read twice (counts, then rows) rather than cached: a small file, once per rebuild.
+    reading = csv.read_files(ctx.spark, ctx.fs, [seed_file(ctx)], SEED_COLUMNS, cache=False)
+    for _, reason in reading.refused:
+        raise InputError(f"CG seed file (setting 'cg_seed_file') cannot be used: {reason}")
+    return validate_seed_rows(reading.rows)
 
 
 def versions(inputs: IngestInputs) -> DataFrame:
-    return cg_versions(inputs.valid, inputs.active, inputs.lookup).withColumn(
-        rr.RESOLVED, F.lit(True)
-    )
+    active, lookup = inputs.active, inputs.lookup
+    if not inputs.rebuild:
+        # Only the caregivers named in the run's rows can change (no PT-like rule for CG).
+        icns = inputs.valid.select("ICN")
+        active = rr.narrowed(active, icns, "ICN")
+        lookup = rr.narrowed(lookup, icns.withColumnRenamed("ICN", "MVIPersonICN"), "MVIPersonICN")
+    return cg_versions(inputs.valid, active, lookup).withColumn(rr.RESOLVED, F.lit(True))
 
 
 SPEC = IngestSpec(

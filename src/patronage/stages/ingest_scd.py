@@ -295,13 +295,15 @@ def pt_sources(ctx: TaskContext, rebuild: bool) -> list[DataFrame]:
 
 
 def versions(inputs: IngestInputs) -> DataFrame:
-    return scd_versions(
-        inputs.valid,
-        inputs.active,
-        inputs.lookup,
-        pt_flags(pt_sources(inputs.ctx, inputs.rebuild)),
-        inputs.files,
-    )
+    pt = pt_flags(pt_sources(inputs.ctx, inputs.rebuild))
+    active, lookup = inputs.active, inputs.lookup
+    if not inputs.rebuild:
+        # Only participants with a row in the run, or PT Y (a PT-driven change,
+        # SPEC 6.7), can change: the rest of the population is never joined.
+        keys = inputs.valid.select(PID).unionByName(pt.where(F.col("_pt_src") == "Y").select(PID))
+        active = rr.narrowed(active, keys, PID)
+        lookup = rr.narrowed(lookup, keys, PID)
+    return scd_versions(inputs.valid, active, lookup, pt, inputs.files)
 
 
 SPEC = IngestSpec(

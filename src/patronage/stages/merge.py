@@ -166,8 +166,8 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     lap("merge")
 
     if changed:
-        tables.spark.sql(f"OPTIMIZE {tables.fqn(TARGET)}")
-    lap("optimize")
+        tables.compact_if_fragmented(TARGET)
+    lap("compact")
 
     merged_files = ctx.ledger.mark_merged(s.run_id, mode)
 
