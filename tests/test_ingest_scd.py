@@ -440,3 +440,48 @@ def test_publishes_declares_the_values():
     assert set(ingest_scd.PUBLISHES) == {
         "files_read", "files_rejected", "raw_rows", "valid_rows", "rejected_rows",
         "rejected_by_reason", "staged_rows"}
+
+
+# ---------------------------------------------------------------- reading at scale
+
+
+@pytest.fixture
+def small_splits(spark):
+    """Spark cuts every file into splits of a few KB, as it cuts a large file into 128 MB ones."""
+    keys = ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes")
+    before = {k: spark.conf.get(k) for k in keys}
+    for k in keys:
+        spark.conf.set(k, "2048")
+    yield
+    for k, v in before.items():
+        spark.conf.set(k, v)
+
+
+def test_a_file_is_read_in_splits_never_whole_on_the_driver(spark, tmp_path, small_splits,
+                                                           monkeypatch):
+    from patronage.fs import FileSystem
+    from patronage.repositories.ledger import RunFile
+
+    def whole_read(self, path):
+        raise AssertionError(f"{path} read whole on the driver")
+
+    monkeypatch.setattr(FileSystem, "read_bytes", whole_read)
+    lines = [f"P{i:05d},{i % 101},01022025" for i in range(1, 3001)]
+    lines[999] = ""  # a blank line keeps its number
+    good = write_file(tmp_path, "good.csv", "\r\n".join([HEADER, *lines]) + "\r\n")
+    bad_lines = [line.encode() for line in lines]
+    bad_lines[2499] = b"P02500,\xff,01022025"
+    bad = write_file(tmp_path, "bad.csv", b"\n".join([HEADER.encode(), *bad_lines]))
+    files = [RunFile(good, "good.csv", None, TS[1], 1), RunFile(bad, "bad.csv", None, TS[2], 2)]
+
+    reading = csv_files.read_files(spark, FileSystem(), files, ingest_scd.COLUMNS)
+    try:
+        assert reading.lines is not None and reading.lines.rdd.getNumPartitions() > 20
+        assert [a.file.file_name for a in reading.accepted] == ["good.csv"]
+        assert [reason for _, reason in reading.refused] == [
+            f"file {bad} rejected: cannot be decoded as UTF-8 (invalid byte on line 2501)"]
+        rows = {r["row_number"]: r["PTCPNT_ID"] for r in reading.rows.collect()}
+    finally:
+        reading.release()
+    assert len(rows) == 2999 and 1000 not in rows
+    assert all(rows[n] == f"P{n:05d}" for n in rows)

@@ -202,14 +202,15 @@ class TableSpec:
 #: write disjoint parts (so their Delta commits never conflict), or where the
 #: daily path reads one small part of a large table.
 SPECS: dict[str, TableSpec] = {
-    # Partitioned by RecordStatus: the MERGE, the counts and the exports read the
-    # active rows only, and the history (which grows every day) is pruned by
-    # partition. Deletion vectors: MERGE marks expired rows instead of rewriting
-    # whole files. Together the daily cost follows the day's changes and the
-    # active population, not the history (patronage bench).
+    # Partitioned by RecordStatus and Batch_CD (four parts): the MERGE, the counts
+    # and the exports read active rows only, so the history (which grows every
+    # day) is pruned, and the caregivers' few active rows are read without the
+    # millions of SCD ones. Deletion vectors: MERGE marks expired rows instead of
+    # rewriting whole files. Together the daily cost follows the day's changes
+    # and the active population, not the history (patronage bench).
     PATRONAGE_UNIFIED: TableSpec(
         TARGET_SCHEMA,
-        partition_by=("RecordStatus",),
+        partition_by=("RecordStatus", "Batch_CD"),
         properties=(("delta.enableDeletionVectors", "true"),),
     ),
     CORRELATION_LOOKUP: TableSpec(LOOKUP_SCHEMA),
@@ -342,7 +343,7 @@ class Tables:
         detail = self.delta(name).detail().select("numFiles", "sizeInBytes").first()
         assert detail is not None
         files, size = int(detail["numFiles"] or 0), int(detail["sizeInBytes"] or 0)
-        needed = -(-size // COMPACT_FILE_BYTES) + 2  # + one per RecordStatus partition
+        needed = -(-size // COMPACT_FILE_BYTES) + 4  # + one per partition
         if files - needed < COMPACT_EXCESS_FILES:
             return False
         self.spark.sql(f"OPTIMIZE {self.fqn(name)}")

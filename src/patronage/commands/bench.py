@@ -24,6 +24,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="multiply every size (default 1.0)")
     p.add_argument("--files", type=int, default=10, help="files in the multi-file run")
     p.add_argument("--repeat", type=int, default=1, help="measure each case N times, keep the best")
+    p.add_argument(
+        "--big-file",
+        type=int,
+        metavar="ROWS",
+        help="instead: ingest one SCD file of ROWS rows (try PATRONAGE_DRIVER_MEMORY=2g)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the bench tables and files")
     p.set_defaults(func=run)
 
@@ -49,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
         f"files={sizes.files} repeat={args.repeat} "
         f"driver_memory={os.environ.get('PATRONAGE_DRIVER_MEMORY', '4g')}"
     )
+    if args.big_file:
+        from patronage.devtools.bench_bigfile import run_big_file
+
+        for line in run_big_file(spark, root / "work", args.big_file, keep=args.keep):
+            print(line)
+        return 0
     report = bench.run_bench(spark, root / "work", sizes, repeat=args.repeat, keep=args.keep)
     for line in report.lines():
         print(line)

@@ -272,18 +272,28 @@ def heap() -> Any:
     return sc._jvm.java.lang.management.ManagementFactory
 
 
-def reset_peak() -> None:
-    for pool in heap().getMemoryPoolMXBeans():
-        pool.resetPeakUsage()
+class HeapSampler:
+    """Peak of the driver JVM's used heap, sampled every 0.2 s from a side thread."""
 
+    def __init__(self) -> None:
+        import threading
 
-def peak_heap() -> int:
-    """Sum of the heap pools' peaks since the last reset (bytes)."""
-    total = 0
-    for pool in heap().getMemoryPoolMXBeans():
-        if str(pool.getType().toString()) == "Heap memory":
-            total += int(pool.getPeakUsage().getUsed())
-    return total
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        bean = heap().getMemoryMXBean()
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, int(bean.getHeapMemoryUsage().getUsed()))
+
+    def __enter__(self) -> HeapSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def max_heap() -> int:
@@ -318,11 +328,11 @@ class Report:
 
 
 def _measure(case: Case, fn: Any) -> Any:
-    reset_peak()
-    out = fn()
+    with HeapSampler() as sampler:
+        out = fn()
     seconds, detail = out if isinstance(out, tuple) else (out, None)
     case.add(seconds, detail)
-    case.peak_heap = max(case.peak_heap, peak_heap())
+    case.peak_heap = max(case.peak_heap, sampler.peak)
     return detail
 
 
