@@ -8,7 +8,7 @@ file, the row and the rule, never a field value.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -25,13 +25,27 @@ RESOLVED = "_resolved"
 Rule = tuple[Column, RejectReason, str]
 
 
-def narrowed(table: DataFrame, keys: DataFrame, column: str) -> DataFrame:
-    """Rows of a large table (active target, lookup) whose ``column`` is among the run's keys.
+#: Most keys a run may have for the large tables to be narrowed by broadcast;
+#: a run with more (a re-delivered population) joins them by shuffle instead.
+NARROW_MAX_KEYS = 1_000_000
 
-    A broadcast semi-join: the table is scanned once and never shuffled, and the
-    joins after it work on the day's few keys instead of the whole population.
+
+def narrower(keys: DataFrame, column: str) -> Callable[[DataFrame], DataFrame] | None:
+    """How to cut a large table (active target, lookup) down to the run's keys, if few.
+
+    The returned function is a broadcast semi-join, hinted for broadcast itself:
+    the table is scanned once and never shuffled, and every join after it works on
+    the day's few keys instead of the whole population. None when the run has more
+    than :data:`NARROW_MAX_KEYS` distinct keys (one small count decides).
     """
-    return table.join(F.broadcast(keys.select(column).distinct()), column, "left_semi")
+    distinct = keys.select(column).where(F.col(column).isNotNull()).distinct()
+    if distinct.count() > NARROW_MAX_KEYS:
+        return None
+
+    def narrow(table: DataFrame) -> DataFrame:
+        return F.broadcast(table.join(F.broadcast(distinct), column, "left_semi"))
+
+    return narrow
 
 
 def malformed_row() -> Rule:

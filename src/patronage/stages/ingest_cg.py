@@ -246,11 +246,13 @@ def seed_rows(ctx: TaskContext, rebuild: bool) -> DataFrame | None:
 
 def versions(inputs: IngestInputs) -> DataFrame:
     active, lookup = inputs.active, inputs.lookup
-    if not inputs.rebuild:
-        # Only the caregivers named in the run's rows can change (no PT-like rule for CG).
-        icns = inputs.valid.select("ICN")
-        active = rr.narrowed(active, icns, "ICN")
-        lookup = rr.narrowed(lookup, icns.withColumnRenamed("ICN", "MVIPersonICN"), "MVIPersonICN")
+    # Only the caregivers named in the run's rows can change (no PT-like rule for CG).
+    narrow = None if inputs.rebuild else rr.narrower(inputs.valid, "ICN")
+    if narrow is not None:
+        active = narrow(active)
+        lookup = narrow(lookup.withColumnRenamed("MVIPersonICN", "ICN")).withColumnRenamed(
+            "ICN", "MVIPersonICN"
+        )
     return cg_versions(inputs.valid, active, lookup).withColumn(rr.RESOLVED, F.lit(True))
 
 

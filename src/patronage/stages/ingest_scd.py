@@ -297,12 +297,12 @@ def pt_sources(ctx: TaskContext, rebuild: bool) -> list[DataFrame]:
 def versions(inputs: IngestInputs) -> DataFrame:
     pt = pt_flags(pt_sources(inputs.ctx, inputs.rebuild))
     active, lookup = inputs.active, inputs.lookup
-    if not inputs.rebuild:
-        # Only participants with a row in the run, or PT Y (a PT-driven change,
-        # SPEC 6.7), can change: the rest of the population is never joined.
-        keys = inputs.valid.select(PID).unionByName(pt.where(F.col("_pt_src") == "Y").select(PID))
-        active = rr.narrowed(active, keys, PID)
-        lookup = rr.narrowed(lookup, keys, PID)
+    # Only participants with a row in the run, or PT Y (a PT-driven change,
+    # SPEC 6.7), can change: the rest of the population is never joined.
+    keys = inputs.valid.select(PID).unionByName(pt.where(F.col("_pt_src") == "Y").select(PID))
+    narrow = None if inputs.rebuild else rr.narrower(keys, PID)
+    if narrow is not None:
+        active, lookup, pt = narrow(active), narrow(lookup), narrow(pt)
     return scd_versions(inputs.valid, active, lookup, pt, inputs.files)
 
 
