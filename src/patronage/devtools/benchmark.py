@@ -35,13 +35,14 @@ from patronage import phases, scd2
 from patronage import tables as t
 from patronage.devtools import bench_data as data
 from patronage.devtools.bench_data import Sizes
+from patronage.devtools.bench_report import HeapSampler, Ratio, Report, max_heap
 from patronage.repositories.staging import Staging
 from patronage.repositories.task_values import RunState
 from patronage.task import run_stage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Bench", "Case", "Ratio", "Sizes", "run_bench"]
+__all__ = ["Bench", "Case", "HeapSampler", "Ratio", "Report", "Sizes", "max_heap", "run_bench"]
 
 Files = list[tuple[Path, int, dt.datetime]]
 
@@ -226,6 +227,27 @@ class Bench:
             )  # fmt: skip
         return time.perf_counter() - started
 
+    def state_reads(self, files: Files) -> float:
+        """What the SCD rules must read besides the file: active rows and lookup of its keys."""
+        from pyspark.sql import functions as F
+
+        started = time.perf_counter()
+        keys = F.broadcast(
+            self.spark.read.option("header", True).csv([p.as_posix() for p, _, _ in files])
+            .select(F.col("PTCPNT_ID").alias("participant_id")).distinct()
+        )  # fmt: skip
+        target = self.tables.read(t.PATRONAGE_UNIFIED)
+        active = target.where(F.col("RecordStatus") & (F.col("Batch_CD") == "SCD"))
+        reads = (
+            (active, ("ICN", "edipi", "SC_Combined_Disability_Percentage", "PT_Indicator",
+                      "Status_Begin_Date", "Status_Last_Update")),
+            (self.tables.read(t.CORRELATION_LOOKUP), ("MVIPersonICN", "edipi")),
+        )  # fmt: skip
+        for table, columns in reads:
+            table.join(keys, "participant_id", "left_semi").agg(
+                *[F.sum(F.length(c)) for c in columns]).collect()  # fmt: skip
+        return time.perf_counter() - started
+
     def not_due(self) -> float:
         """A task that has nothing to do today, inside the task wrapper."""
         from patronage.stages import backup
@@ -240,91 +262,7 @@ class Bench:
             self.spark.sql(f"DROP SCHEMA IF EXISTS spark_catalog.`{schema}` CASCADE")
 
 
-# --------------------------------------------------------------------------- report
-
-
-@dataclass(frozen=True)
-class Ratio:
-    name: str
-    numerator: float
-    denominator: float
-    target: float
-    how: str
-
-    @property
-    def value(self) -> float:
-        return self.numerator / self.denominator
-
-    def line(self) -> str:
-        verdict = "OK  " if self.value <= self.target else "OVER"
-        return (
-            f"{verdict} {self.name:<38} {self.how:<44} {self.numerator:7.2f}s /"
-            f" {self.denominator:7.2f}s = {self.value:5.2f} (target <= {self.target})"
-        )
-
-
-def heap() -> Any:
-    """The driver JVM's memory beans (local mode: driver and executor are one JVM)."""
-    from pyspark import SparkContext
-
-    sc = SparkContext._active_spark_context
-    assert sc is not None and sc._jvm is not None
-    return sc._jvm.java.lang.management.ManagementFactory
-
-
-class HeapSampler:
-    """Peak of the driver JVM's used heap, sampled every 0.2 s from a side thread."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        bean = heap().getMemoryMXBean()
-        while not self._stop.wait(0.2):
-            self.peak = max(self.peak, int(bean.getHeapMemoryUsage().getUsed()))
-
-    def __enter__(self) -> HeapSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def max_heap() -> int:
-    return int(heap().getMemoryMXBean().getHeapMemoryUsage().getMax())
-
-
 # --------------------------------------------------------------------------- driver
-
-
-@dataclass
-class Report:
-    cases: dict[str, Case]
-    ratios: list[Ratio]
-    max_heap: int
-    setup_seconds: float
-
-    def lines(self) -> list[str]:
-        mib = 1024 * 1024
-        out = [f"driver heap max {self.max_heap / mib:,.0f} MiB; setup {self.setup_seconds:.0f}s",
-               "", "case                         best s  rounds      peak heap"]  # fmt: skip
-        for c in self.cases.values():
-            rounds = " ".join(f"{s:.1f}" for s in c.seconds)
-            heap = f"{c.peak_heap / mib:8,.0f} MiB" if c.peak_heap else "(in update)"
-            out.append(f"{c.name:<28} {c.best:7.2f}  [{rounds}]  {heap}")
-            for task in ("ingest_scd", "ingest_cg", "merge"):
-                d = c.best_detail.get(task)
-                if d:
-                    parts = ", ".join(f"{k} {v:.2f}" for k, v in d["phases"].items())
-                    out.append(f"    {task:<12} {d['seconds']:6.2f}s  ({parts})")
-        out += ["", *[r.line() for r in self.ratios]]
-        return out
 
 
 def _measure(case: Case, fn: Any) -> Any:
@@ -361,9 +299,10 @@ def run_bench(
         plain.update_run(scd1, cg1)
         plain.restore(v_plain)
 
-        names = ("floor_scd", "floor", "ingest_scd", "merge_task", "update", "bare_merge",
-                 "update_with_history", "bare_merge_with_history",
-                 f"update_{sizes.files}_files", "not_due_task")  # fmt: skip
+        many = f"update_{sizes.files}_files"
+        names = ("floor_scd", "state_reads", "floor", "ingest_scd", "merge_task", "update",
+                 "bare_merge", "update_with_history", "bare_merge_with_history", many,
+                 f"bare_merge_{sizes.files}_files", "not_due_task")  # fmt: skip
         cases = {n: Case(n) for n in names}
         for _ in range(repeat):
             _measure(cases["floor_scd"], lambda: plain.floor(scd1))
@@ -374,8 +313,11 @@ def run_bench(
             plain.restore(v_plain)
             _measure(cases["bare_merge"], lambda d=day: plain.bare_merge(d["run_id"]))
             plain.restore(v_plain)
-            _measure(cases[f"update_{sizes.files}_files"],
-                     lambda: plain.update_run(plain.scd_files, cg1))  # fmt: skip
+            _measure(cases["state_reads"], lambda: plain.state_reads(scd1))
+            ten = _measure(cases[many], lambda: plain.update_run(plain.scd_files, cg1))
+            plain.restore(v_plain)
+            _measure(cases[f"bare_merge_{sizes.files}_files"],
+                     lambda d=ten: plain.bare_merge(d["run_id"]))  # fmt: skip
             plain.restore(v_plain)
             with_hist = _measure(cases["update_with_history"], lambda: hist.update_run(scd1, cg1))
             hist.restore(v_hist)
@@ -393,8 +335,11 @@ def run_bench(
                   "update / (floor + bare_merge)"),
             Ratio("history (4x active) vs none", c["update_with_history"], c["update"], 1.15,
                   "update_with_history / update"),
-            Ratio(f"{sizes.files} files vs 1 file", c[f"update_{sizes.files}_files"],
-                  c["update"], 1.5, f"update_{sizes.files}_files / update"),
+            Ratio(f"{sizes.files} files vs 1 file", c[many], c["update"], 1.5, f"{many} / update"),
+            Ratio("  (engine: bare MERGE of those)", c[f"bare_merge_{sizes.files}_files"],
+                  c["bare_merge"], 1.5, f"bare_merge_{sizes.files}_files / bare_merge"),
+            Ratio("  (ingest_scd vs floor + state reads)", c["ingest_scd"],
+                  c["floor_scd"] + c["state_reads"], 3.0, "ingest_scd / (floor_scd + state_reads)"),
             Ratio("task not due (seconds)", c["not_due_task"], 1.0, 1.5, "not_due_task / 1 s"),
         ]  # fmt: skip
         return Report(cases, ratios, max_heap(), setup)

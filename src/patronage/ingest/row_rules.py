@@ -30,20 +30,24 @@ Rule = tuple[Column, RejectReason, str]
 NARROW_MAX_KEYS = 1_000_000
 
 
-def narrower(keys: DataFrame, column: str) -> Callable[[DataFrame], DataFrame] | None:
+def narrower(
+    keys: DataFrame, column: str, keep: Callable[[DataFrame], DataFrame]
+) -> Callable[[DataFrame], DataFrame] | None:
     """How to cut a large table (active target, lookup) down to the run's keys, if few.
 
-    The returned function is a broadcast semi-join, hinted for broadcast itself:
-    the table is scanned once and never shuffled, and every join after it works on
-    the day's few keys instead of the whole population. None when the run has more
-    than :data:`NARROW_MAX_KEYS` distinct keys (one small count decides).
+    The returned function is a broadcast semi-join whose (small) result is kept by
+    ``keep`` (cached for the task): the table is scanned once and never shuffled,
+    and the joins after it work on the day's few keys, not the whole population.
+    Without ``keep`` every use of the result would scan the table again, as each
+    use pushes its own filters into the scan. None when the run has more than
+    :data:`NARROW_MAX_KEYS` distinct keys (one small count decides).
     """
-    distinct = keys.select(column).where(F.col(column).isNotNull()).distinct()
+    distinct = keep(keys.select(column).where(F.col(column).isNotNull()).distinct())
     if distinct.count() > NARROW_MAX_KEYS:
         return None
 
     def narrow(table: DataFrame) -> DataFrame:
-        return F.broadcast(table.join(F.broadcast(distinct), column, "left_semi"))
+        return F.broadcast(keep(table.join(F.broadcast(distinct), column, "left_semi")))
 
     return narrow
 

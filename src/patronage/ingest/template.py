@@ -56,6 +56,14 @@ class IngestInputs:
     #: (file_order, _path, _file_ts) of the run's readable files.
     files: DataFrame
     rebuild: bool
+    #: Frames cached for this task (released when the ingest ends); see :meth:`keep`.
+    cached: list[DataFrame] = dataclasses.field(default_factory=list)
+
+    def keep(self, df: DataFrame) -> DataFrame:
+        """Cache a small frame that several joins read, for the rest of the task."""
+        kept = df.persist(StorageLevel.MEMORY_AND_DISK)
+        self.cached.append(kept)
+        return kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,6 +231,7 @@ def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
 
     checked = None
     versions = None
+    inputs = None
     try:
         checked = spec.validate(reading.rows)
         extra = spec.extra_rows(ctx, rebuild)
@@ -245,4 +254,6 @@ def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
         reading.release()
         if versions is not None:
             versions.unpersist()
+        for df in inputs.cached if inputs is not None else ():
+            df.unpersist()
         phases.done()

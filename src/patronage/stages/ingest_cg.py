@@ -247,7 +247,7 @@ def seed_rows(ctx: TaskContext, rebuild: bool) -> DataFrame | None:
 def versions(inputs: IngestInputs) -> DataFrame:
     active, lookup = inputs.active, inputs.lookup
     # Only the caregivers named in the run's rows can change (no PT-like rule for CG).
-    narrow = None if inputs.rebuild else rr.narrower(inputs.valid, "ICN")
+    narrow = None if inputs.rebuild else rr.narrower(inputs.valid, "ICN", inputs.keep)
     if narrow is not None:
         active = narrow(active)
         lookup = narrow(lookup.withColumnRenamed("MVIPersonICN", "ICN")).withColumnRenamed(

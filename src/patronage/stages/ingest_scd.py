@@ -300,7 +300,7 @@ def versions(inputs: IngestInputs) -> DataFrame:
     # Only participants with a row in the run, or PT Y (a PT-driven change,
     # SPEC 6.7), can change: the rest of the population is never joined.
     keys = inputs.valid.select(PID).unionByName(pt.where(F.col("_pt_src") == "Y").select(PID))
-    narrow = None if inputs.rebuild else rr.narrower(keys, PID)
+    narrow = None if inputs.rebuild else rr.narrower(keys, PID, inputs.keep)
     if narrow is not None:
         active, lookup, pt = narrow(active), narrow(lookup), narrow(pt)
     return scd_versions(inputs.valid, active, lookup, pt, inputs.files)
