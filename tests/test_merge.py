@@ -333,7 +333,8 @@ def test_spec11_confirmed_rebuild_resets_target_then_applies(tables):
     }
     assert values["superseded_files"] == 1 and values["active_cg"] == 0
     detail = tables.spark.sql(f"DESCRIBE DETAIL {tables.fqn(t.PATRONAGE_UNIFIED)}").first()
-    assert list(detail["clusteringColumns"]) == ["ICN"]
+    # The rebuilt target has the declared layout (how an older target migrates to it).
+    assert list(detail["partitionColumns"]) == ["RecordStatus", "Batch_CD"]
 
     # A repair of the rebuild's merge after it committed does not reset again.
     again = run_merge(tables, "rb", processing_mode="rebuild", confirm_rebuild="patronage_unified")
