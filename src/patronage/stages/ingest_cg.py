@@ -239,7 +239,8 @@ def seed_rows(ctx: TaskContext, rebuild: bool) -> DataFrame | None:
         return None
     # Read twice (counts, then rows) rather than cached: a small file, once per rebuild.
     reading = csv.read_files(ctx.spark, ctx.fs, [seed_file(ctx)], SEED_COLUMNS, cache=False)
-    for _, reason in reading.refused:
+    if reading.refused:
+        reason = reading.refused[0][1]
         raise InputError(f"CG seed file (setting 'cg_seed_file') cannot be used: {reason}")
     return validate_seed_rows(reading.rows)
 
