@@ -48,10 +48,11 @@ def seed_tables(spark, tables) -> None:
     tables.append(t.PIPELINE_LOG, spark.createDataFrame([log_row], t.PIPELINE_LOG_SCHEMA))
 
 
-def run_backup(spark, tables, base, *, due: bool) -> dict:
-    RunState(tables, "1001").publish("discover", {"run_date": RUN_DATE, "backup_due": due})
-    return run_stage("backup", backup.run, task_argv(tables.schema, base, run_date=RUN_DATE),
-                     spark=spark)
+def run_backup(spark, tables, base, *, due: bool, run_id: str = "1001") -> dict:
+    RunState(tables, run_id).publish("discover", {"run_date": RUN_DATE, "backup_due": due})
+    return run_stage("backup", backup.run,
+                     task_argv(tables.schema, base, run_date=RUN_DATE, run_id=run_id),
+                     spark=spark)  # fmt: skip
 
 
 def sorted_rows(df) -> list:
@@ -99,11 +100,15 @@ def test_backup_copies_the_three_tables_verified_independent_and_replaces_the_pr
     tables.delta(t.PATRONAGE_UNIFIED).delete("participant_id = '1'")
     assert sorted_rows(backup.read_backup(spark, path)) == source_target
 
-    # A rerun or repair of the same run date copies nothing and writes nothing.
+    # A repair of the run, or a new run of the same run date, copies nothing and
+    # writes nothing; the repair publishes the figures of the copies its run made.
     from delta.tables import DeltaTable
 
     versions = DeltaTable.forPath(spark, path).history(1).select("version").collect()
-    rerun = run_backup(spark, tables, tmp_path, due=True)
+    repair = run_backup(spark, tables, tmp_path, due=True)
+    assert repair["triggered"] is True
+    assert repair["tables"][t.PATRONAGE_UNIFIED]["checksum"] == figures["checksum"]
+    rerun = run_backup(spark, tables, tmp_path, due=True, run_id="1002")
     assert (rerun["triggered"], rerun["reason"]) == (False, "already backed up")
     assert DeltaTable.forPath(spark, path).history(1).select("version").collect() == versions
     assert sorted_rows(backup.read_backup(spark, path)) == source_target

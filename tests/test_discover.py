@@ -37,6 +37,17 @@ def inbound(tmp_path):
     return tmp_path
 
 
+def scd_target_row(spark, created: dt.datetime):
+    """One SCD target row loaded from a file of modification time ``created``."""
+    row = spark.createDataFrame(
+        [("SCD", created)], "Batch_CD string, SDP_Event_Created_Timestamp timestamp"
+    )
+    return row.select(
+        *[F.col(c) if c in row.columns else F.lit(None).cast(tp.dataType).alias(c)
+          for c, tp in zip(t.TARGET_COLUMNS, t.TARGET_SCHEMA.fields, strict=True)]
+    )  # fmt: skip
+
+
 def ledger(tables, run_id):
     return {
         (r["file_name"], r["status"]): r
@@ -82,15 +93,7 @@ def test_merged_files_are_not_rediscovered_and_a_late_file_is_reported(spark, ta
         .withColumn("recorded_at", F.current_timestamp())
     )
     tables.append(t.FILE_LEDGER, merged)
-    target_row = spark.createDataFrame(
-        [("SCD", dt.datetime(2025, 1, 10, 6))],
-        "Batch_CD string, SDP_Event_Created_Timestamp timestamp",
-    )
-    full = target_row.select(
-        *[F.col(c) if c in target_row.columns else F.lit(None).cast(tp.dataType).alias(c)
-          for c, tp in zip(t.TARGET_COLUMNS, t.TARGET_SCHEMA.fields, strict=True)]
-    )
-    tables.append(t.PATRONAGE_UNIFIED, full)
+    tables.append(t.PATRONAGE_UNIFIED, scd_target_row(spark, dt.datetime(2025, 1, 10, 6)))
     # A file that arrives later with an older modification time.
     land(inbound / "landing" / "scd" / "CPIDODIEX_20250109.csv", dt.datetime(2025, 1, 9, 6))
 
@@ -106,6 +109,35 @@ def test_merged_files_are_not_rediscovered_and_a_late_file_is_reported(spark, ta
     assert ("CPIDODIEX_today.csv", "discovered") in events
     assert ("CPIDODIEX_20250109.csv", "late") in events
     assert "window start" in events[("CPIDODIEX_20250109.csv", "late")]["reason"]
+
+
+def test_a_killed_run_whose_merge_committed_has_its_files_marked_merged_by_the_next_run(
+    spark, tables, inbound
+):
+    """Run 1001 died between its MERGE commit and its ledger events; 1002 is a new run."""
+    run_stage("discover", discover.run, task_argv(tables.schema, inbound), spark=spark)
+    ingested = (
+        tables.read(t.FILE_LEDGER)
+        .withColumn("status", F.lit("ingested"))
+        .withColumn("recorded_at", F.current_timestamp())
+    )
+    tables.append(t.FILE_LEDGER, ingested)
+    spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", "patronage-merge:1001")
+    try:
+        tables.append(t.PATRONAGE_UNIFIED, scd_target_row(spark, dt.datetime(2025, 1, 10, 6)))
+    finally:
+        spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+
+    values = run_stage(
+        "discover", discover.run,
+        task_argv(tables.schema, inbound, run_id="1002", run_date="2025-03-02"), spark=spark,
+    )  # fmt: skip
+    events = sorted(tables.read(t.FILE_LEDGER).collect(), key=lambda r: r["recorded_at"])
+    latest = {r["file_name"]: (r["status"], r["run_id"]) for r in events}
+    assert latest["CPIDODIEX_20250110.csv"] == ("merged", "1001")
+    assert latest["caregiver_20250109.csv"] == ("merged", "1001")
+    # Merged, not late, although at the window start; only today's file is new.
+    assert (values["scd_files"], values["cg_files"], values["late_files"]) == (1, 0, 0)
 
 
 def test_rebuild_without_confirmation_fails_before_anything_is_touched(spark, tables, inbound):

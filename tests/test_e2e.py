@@ -8,7 +8,9 @@ failed task repaired with `patronage repair`. Every step ends with
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import uuid
 from pathlib import Path
 
@@ -253,3 +255,90 @@ def test_every_dashboard_query_and_widget_runs_on_the_tables_the_pipeline_wrote(
                 if not query["disaggregated"] and dims:
                     sql += " GROUP BY " + ", ".join(dims)
                 spark.sql(sql).collect()  # the dashboard's own text, no data values
+
+
+# --------------------------------------------------------------------------- reject policy
+# The same fixtures with the policy that deployed targets use (the local target
+# only reports, as its fixtures refuse files on purpose).
+
+STRICT = ("--var", "reject_policy=fail")
+
+
+@pytest.fixture(scope="module")
+def strict(spark, tmp_path_factory):
+    return Env(tmp_path_factory.mktemp("e2e_strict"))
+
+
+def finalize_error(summary: dict) -> str:
+    return str(summary["tasks"]["finalize"]["values"]["task_error"])
+
+
+def test_refused_and_over_threshold_files_fail_the_run_after_all_good_data_landed(strict, spark):
+    code, summary = strict.run(*STRICT, "--run-date", "2025-03-01",
+                               "--param", "force_dmdc_export=true")  # fmt: skip
+    assert code != 0
+    st = statuses(summary)
+    assert st.pop("finalize") == "FAILED" and set(st.values()) == {"SUCCESS"}
+    # Every good row landed and every scheduled output was made, as in phase 1.
+    assert (strict.export / "PATRONAGE_20250301.txt").read_bytes() == PHASE1_DMDC.encode()
+    counts = strict.sql(spark, "SELECT Batch_CD, count(*) AS n FROM patronage_unified "
+                        "GROUP BY Batch_CD ORDER BY Batch_CD")  # fmt: skip
+    assert [(r["Batch_CD"], r["n"]) for r in counts] == [("CG", 17), ("SCD", 15)]
+    assert (strict.state / "backups").is_dir()
+
+    (row,) = strict.sql(spark, "SELECT status, error_message FROM patronage_pipeline_log")
+    assert row["status"] == "FAILED"
+    breaches = summary["tasks"]["finalize"]["values"]["reject_policy_breaches"]
+    fired = {(b.split(": ", 1)[0], b.rsplit("[rule ", 1)[1].rstrip("]")) for b in breaches}
+    assert fired == {
+        ("SCD file CPIDODIEX_20250120.csv", "refused_file"),  # wrong header
+        ("CG file caregiver_20250121.csv", "refused_file"),
+        ("SCD file CPIDODIEX_20250106.csv", "rejected_rows"),  # 2 of 13 rows
+        ("SCD file CPIDODIEX_20250106.csv", "identity_unresolved"),  # 2 of 13 rows
+        ("SCD file cpidodiex_20250113_143000.CSV", "rejected_rows"),  # 2 of 6
+        ("CG file caregiver_20250107.csv", "rejected_rows"),  # 2 of 6
+        ("CG file Caregiver_Extract_20250114_120000.CSV", "rejected_rows"),  # 2 of 8
+    }
+    msg = row["error_message"]
+    assert "SCD file CPIDODIEX_20250106.csv: 2 rows rejected of 13 data rows" in msg
+    assert "rejects: bad_date 1, identity_unresolved 2, missing_key 1" in msg
+    assert "CPIDODIEX_20250120.csv: refused as a whole (" in msg
+    assert "reject policy" in finalize_error(summary)
+    assert strict.check() == 0
+
+
+def test_a_repair_of_the_refused_run_fails_again_and_duplicates_nothing(strict, spark):
+    before = snapshot(strict, spark)
+    rejects = strict.sql(spark, "SELECT count(*) AS n FROM patronage_rejects")[0]["n"]
+    code, repaired = strict.repair()
+    assert code != 0 and statuses(repaired)["finalize"] == "FAILED"
+    assert snapshot(strict, spark) == before
+    assert strict.sql(spark, "SELECT count(*) AS n FROM patronage_rejects")[0]["n"] == rejects
+    logs = strict.sql(spark, "SELECT status FROM patronage_pipeline_log")
+    assert [r["status"] for r in logs] == ["FAILED"]
+
+
+def test_an_identity_jump_fails_its_day_once_and_the_next_day_succeeds(strict, spark):
+    land_later(FIXTURES, strict.state, spark)
+    # Four participants MVI does not know: every row of the file is unresolved.
+    jump = strict.state / "landing" / "scd" / "CPIDODIEX_20250311.csv"
+    jump.write_text("PTCPNT_ID,CMBNED_DEGREE_DSBLTY,DSBL_DTR_DT\n"
+                    + "".join(f"90000{n},50,03052025\n" for n in (50, 51, 52, 53)))  # fmt: skip
+    stamp = dt.datetime(2025, 3, 11, 6, tzinfo=dt.UTC).timestamp()
+    os.utime(jump, (stamp, stamp))
+
+    code, day = strict.run(*STRICT, "--run-date", "2025-03-28")
+    assert code != 0
+    breaches = day["tasks"]["finalize"]["values"]["reject_policy_breaches"]
+    # Only the new file: the files refused on 2025-03-01 alerted then, not again.
+    assert len(breaches) == 1 and breaches[0].startswith(
+        "SCD file CPIDODIEX_20250311.csv: 4 changes without ICN of 4 data rows"
+    )
+    assert breaches[0].endswith("[rule identity_unresolved]")
+    assert (strict.export / "PATRONAGE_20250328.txt").read_bytes() == PHASE2_DMDC.encode()
+
+    code, next_day = strict.run(*STRICT, "--run-date", "2025-03-29")
+    assert code == 0, next_day
+    logs = strict.sql(spark, "SELECT status FROM patronage_pipeline_log ORDER BY run_timestamp_utc")
+    assert [r["status"] for r in logs] == ["FAILED", "FAILED", "SUCCESS"]
+    assert strict.check() == 0

@@ -439,7 +439,7 @@ def test_undecodable_or_empty_file_is_refused():
 def test_publishes_declares_the_values():
     assert set(ingest_scd.PUBLISHES) == {
         "files_read", "files_rejected", "raw_rows", "valid_rows", "rejected_rows",
-        "rejected_by_reason", "staged_rows"}
+        "rejected_by_reason", "staged_rows", "file_rejects", "refused_files"}
 
 
 # ---------------------------------------------------------------- reading at scale

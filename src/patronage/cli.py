@@ -27,13 +27,13 @@ from typing import Any
 
 from pyspark.errors import AnalysisException
 
-from patronage import runner
+from patronage import reject_policy, runner
 from patronage.errors import PatronageError
 
 log = logging.getLogger(__name__)
 
 #: Task values shown on a task's summary line (the rest are in --summary-json).
-_HIDDEN_VALUES = {"task_status", "task_error", "task_duration_seconds"}
+_HIDDEN_VALUES = {"task_status", "task_error", "task_duration_seconds", *reject_policy.VALUES}
 _MAX_SHOWN_VALUES = 5
 _FIRST_VALUES = ("run_date", "processing_mode", "triggered", "status", "record_count")
 
@@ -140,6 +140,8 @@ def print_result(result: runner.RunResult, order: Sequence[str] | None = None) -
         entry = result.record["tasks"].get(key)
         if entry is not None:
             print(task_line(key, entry, result.values.get(key)))
+    for line in reject_policy.summary_lines(result.values):
+        print(line)
     print(f"run {result.run_id} {result.status}")
 
 

@@ -21,6 +21,8 @@ from typing import Any
 from patronage.errors import ConfigError
 
 PROCESSING_MODES = ("update", "rebuild")
+#: What finalize does when the reject policy fires (patronage.reject_policy).
+REJECT_POLICIES = ("fail", "warn")
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
@@ -52,6 +54,25 @@ def _mode(name: str, raw: str) -> str:
             f"setting '{name}' must be one of {', '.join(PROCESSING_MODES)}, got {mode!r}"
         )
     return mode
+
+
+def _policy(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in REJECT_POLICIES:
+        raise ConfigError(
+            f"setting '{name}' must be one of {', '.join(REJECT_POLICIES)}, got {raw!r}"
+        )
+    return value
+
+
+def _share(name: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"setting '{name}' must be a share from 0 to 1 (0.01 = 1%), got {raw!r}")
+    return value
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -88,6 +109,11 @@ def _variable(parse: Parser = _text) -> Any:
     return dataclasses.field(metadata={"source": "var", "parse": parse})
 
 
+def _tunable(parse: Parser, default: Any) -> Any:
+    """A setting from the bundle variable of the same name, which has a default."""
+    return dataclasses.field(default=default, metadata={"source": "var", "parse": parse})
+
+
 def _reference(reference: str, parse: Parser = _text, default: Any = dataclasses.MISSING) -> Any:
     """A setting taken from a ``{{...}}`` dynamic value reference; optional with a default."""
     return dataclasses.field(
@@ -117,6 +143,9 @@ class Settings:
     mvi_institution_dir: str = _variable()
     export_dir: str = _variable()
     backup_dir: str = _variable()
+    reject_policy: str = _tunable(_policy, "fail")
+    reject_max_row_share: float = _tunable(_share, 0.01)
+    reject_max_unresolved_share: float = _tunable(_share, 0.05)
     processing_mode: str = _job_parameter(_mode, "update")
     run_date: dt.date | None = _job_parameter(_optional_date, None)
     job_start_date: dt.date | None = _reference("job.start_time.iso_date", _optional_date, None)
@@ -190,7 +219,14 @@ def settings_from_params(params: dict[str, str]) -> Settings:
     for name in REQUIRED:
         if _unresolved(params[name]):
             raise ConfigError(f"setting '{name}' was not resolved: {params[name]!r}")
-    values = {f.name: f.metadata["parse"](f.name, params.get(f.name, "")) for f in _FIELDS}
+    values = {
+        f.name: (
+            f.default
+            if not params.get(f.name, "").strip() and f.default is not dataclasses.MISSING
+            else f.metadata["parse"](f.name, params.get(f.name, ""))
+        )
+        for f in _FIELDS
+    }
     return Settings(**values)
 
 

@@ -19,7 +19,9 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from patronage import reject_policy as policy
 from patronage import tables as t
+from patronage.faults import CrashPoint, crash_point
 from patronage.ingest import csv_files as csv
 from patronage.ingest.row_rules import REASON, RESOLVED, RULE, reject_rows
 from patronage.phases import Phases
@@ -38,6 +40,8 @@ COMMON_PUBLISHES = (
     "rejected_rows",
     "rejected_by_reason",
     "staged_rows",
+    policy.FILE_REJECTS,
+    policy.REFUSED_FILES,
 )
 _COUNTS = ("raw_rows", "valid_rows", "rejected_rows", "staged_rows")
 
@@ -151,6 +155,7 @@ def finish(
     )
     ctx.staging.replace_for_run(spec.source, s.run_id, staged)
     phases.lap("write staging")
+    crash_point(CrashPoint(f"ingest_{spec.source.lower()}.after_staging"))
     rejects = reject_rows(
         checked.where(F.col(REASON).isNotNull()), s.run_id, spec.source, F.col(REASON), F.col(RULE)
     )
@@ -158,6 +163,7 @@ def finish(
         rejects = rejects.unionByName(spec.unresolved_rejects(versions, s.run_id))
     ctx.rejects.replace_for_run(s.run_id, spec.source, rejects.drop(csv.FILE_ORDER))
     phases.lap("write rejects")
+    crash_point(CrashPoint(f"ingest_{spec.source.lower()}.after_rejects"))
     events = [
         FileEvent(
             a.file, LedgerStatus.INGESTED, None, file_counts(counts.get(a.file.file_order, {}))
@@ -167,6 +173,7 @@ def finish(
     events += [FileEvent(f, LedgerStatus.REJECTED, reason) for f, reason in refused]
     ctx.ledger.record_ingest(s.run_id, s.processing_mode, spec.source, events)
     phases.lap("ledger")
+    crash_point(CrashPoint(f"ingest_{spec.source.lower()}.after_ledger"))
 
     by_reason: dict[str, int] = {}
     totals = dict.fromkeys(_COUNTS, 0)
@@ -185,6 +192,15 @@ def finish(
     }
     if spec.seed_order is not None:
         values["seed_staged_rows"] = counts.get(spec.seed_order, {}).get("staged", 0)
+    paths = {a.file.file_order: a.file.path for a in accepted}
+    if spec.seed_order is not None:
+        paths[spec.seed_order] = s.cg_seed_file
+    values[policy.FILE_REJECTS] = policy.file_rejects(
+        (paths[order], {**per, **file_counts(per)})
+        for order, per in sorted(counts.items())
+        if order in paths
+    )
+    values[policy.REFUSED_FILES] = policy.refused_files((f.path, why) for f, why in refused)
     log.info(
         "%s ingest: %d file(s) read, %d rejected; rows raw=%d valid=%d rejected=%d staged=%d",
         spec.source,
@@ -212,6 +228,18 @@ def republish(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
     }
     if spec.seed_order is not None:
         values["seed_staged_rows"] = 0
+    by_file = ctx.rejects.counts_by_file(run_id, spec.source)
+    values[policy.FILE_REJECTS] = policy.file_rejects(
+        (
+            e["path"],
+            {"raw_rows": e["raw_rows"] or 0}
+            | {f"reject:{code}": n for code, n in by_file.get(e["path"], {}).items()},
+        )
+        for e in ingested
+    )
+    values[policy.REFUSED_FILES] = policy.refused_files(
+        (e["path"], e["reason"]) for e in events if e["status"] == LedgerStatus.REJECTED
+    )
     return values
 
 

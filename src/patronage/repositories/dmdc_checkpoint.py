@@ -19,19 +19,29 @@ class DmdcCheckpoints:
         self.tables = tables
 
     def facts(self, end: dt.datetime) -> tuple[dt.datetime | None, Any]:
-        """(newest checkpoint_timestamp, the checkpoint row at ``end`` or None), one action."""
-        this = F.col("checkpoint_timestamp") == F.lit(end)
+        """(newest checkpoint_timestamp, the checkpoint row at ``end`` or None), one action.
+
+        The row has ``previous``: the newest checkpoint before ``end`` (its window's start).
+        """
+        ts = F.col("checkpoint_timestamp")
         row = (
             self.tables.read(t.DMDC_CHECKPOINT)
             .agg(
-                F.max("checkpoint_timestamp").alias("newest"),
+                F.max(ts).alias("newest"),
+                F.max(F.when(ts < F.lit(end), ts)).alias("previous"),
                 F.max(
-                    F.when(this, F.struct("created_at", "filename", "record_count", "file_sha256"))
+                    F.when(
+                        ts == F.lit(end),
+                        F.struct("created_at", "filename", "record_count", "file_sha256", "run_id"),
+                    )
                 ).alias("existing"),
             )
             .collect()[0]
         )
-        return row["newest"], row["existing"]
+        existing = row["existing"]
+        if existing is not None:
+            existing = {**existing.asDict(), "previous": row["previous"]}
+        return row["newest"], existing
 
     def record(
         self,

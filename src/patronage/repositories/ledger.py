@@ -265,7 +265,7 @@ class FileLedger:
                 & (F.col("run_id") == run_id)
                 & F.col("status").isin(*done)
             )
-            .select("path", "status", *_COUNTS, "recorded_at")
+            .select("path", "status", "reason", *_COUNTS, "recorded_at")
             .collect()
         )
         latest: dict[str, Row] = {}
@@ -280,6 +280,17 @@ class FileLedger:
             (F.col("status") == str(LedgerStatus.INGESTED)) & (F.col("run_id") == run_id)
         )
         return self.append(restamped(mine, LedgerStatus.MERGED, run_id, mode, None))
+
+    def ingested_runs(self) -> list[tuple[str, str]]:
+        """(run_id, processing_mode) of runs with files whose latest event is ``ingested``."""
+        rows = (
+            self.latest()
+            .where(F.col("status") == str(LedgerStatus.INGESTED))
+            .select("run_id", "processing_mode")
+            .distinct()
+            .collect()
+        )
+        return sorted((str(r["run_id"]), str(r["processing_mode"])) for r in rows)
 
     def supersede_merged(
         self,

@@ -43,3 +43,17 @@ class Rejects:
             .collect()
         )
         return {r["reason_code"]: int(r["count"]) for r in sorted(rows)}
+
+    def counts_by_file(self, run_id: str, source: str) -> dict[str, dict[str, int]]:
+        """Rejects of the run per file (path) and reason code."""
+        rows = (
+            self.tables.read(t.REJECTS)
+            .where((F.col("run_id") == run_id) & (F.col("source") == source))
+            .groupBy("file", "reason_code")
+            .count()
+            .collect()
+        )
+        out: dict[str, dict[str, int]] = {}
+        for r in sorted(rows):
+            out.setdefault(r["file"], {})[r["reason_code"]] = int(r["count"])
+        return out

@@ -37,6 +37,7 @@ from patronage import fs
 from patronage import spark as spark_mod
 from patronage import tables as t
 from patronage.errors import BackupError, ConfigError, MissingInputError
+from patronage.faults import CrashPoint, crash_point
 from patronage.sqlnames import quote_identifier
 from patronage.task import TaskContext, entry_point
 
@@ -101,9 +102,13 @@ def read_backup(spark: SparkSession, path: str) -> DataFrame:
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
 
-def backup_marker(run_date: str) -> str:
-    """Commit metadata naming the run date a backup copy was made for."""
-    return f"patronage-backup:{run_date}"
+def backup_marker(run_date: str, run_id: str = "", version: int | None = None) -> str:
+    """Commit metadata of a copy: the run date it was made for, by which run, of which version.
+
+    ``patronage-backup:<run date>`` alone is the prefix every copy of that run date has.
+    """
+    marker = f"patronage-backup:{run_date}"
+    return marker if version is None else f"{marker}:{run_id}:{version}"
 
 
 def copied_for(spark: SparkSession, path: str) -> str | None:
@@ -114,6 +119,27 @@ def copied_for(spark: SparkSession, path: str) -> str | None:
         return None
     rows = DeltaTable.forPath(spark, _spark_path(path)).history(1).select("userMetadata").collect()
     return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def made_for(marker: str | None, run_date: str) -> bool:
+    return marker is not None and (marker + ":").startswith(backup_marker(run_date) + ":")
+
+
+def copies_of_this_run(
+    spark: SparkSession, markers: dict[str, str | None], paths: dict[str, str], run_id: str
+) -> dict[str, Any] | None:
+    """The figures of copies an earlier attempt of this run made (None if another run did).
+
+    A repair after a crash past the last copy publishes what that attempt would have.
+    """
+    out = {}
+    for name, marker in markers.items():
+        parts = (marker or "").split(":")
+        if len(parts) != 4 or parts[2] != run_id:
+            return None
+        copy = fingerprint(read_backup(spark, paths[name]))
+        out[name] = {**copy.as_dict(), "source_version": int(parts[3]), "path": paths[name]}
+    return out
 
 
 def copy_table(tables: t.Tables, name: str, path: str, version: int, marker: str) -> None:
@@ -150,14 +176,14 @@ def _copy(tables: t.Tables, name: str, path: str, version: int) -> None:
 
 
 def backup_table(
-    tables: t.Tables, backup_dir: str, name: str, marker: str = "patronage-backup"
+    tables: t.Tables, backup_dir: str, name: str, run_date: str = "", run_id: str = ""
 ) -> dict[str, Any]:
     """Copy one table and verify the copy; the figures are published."""
     tables.ensure(name)
     version = tables.version(name)
     path = backup_path(backup_dir, name)
     source = fingerprint(read_version(tables, name, version))
-    copy_table(tables, name, path, version, marker)
+    copy_table(tables, name, path, version, backup_marker(run_date, run_id, version))
     copy = fingerprint(read_backup(tables.spark, path))
     if copy != source:
         raise BackupError(
@@ -173,18 +199,23 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     if not facts.get("backup_due"):
         log.info("backup not due on %s", facts.get("run_date"))
         return {"triggered": False}
-    marker = backup_marker(facts["run_date"])
-    paths = [backup_path(ctx.settings.backup_dir, name) for name in BACKUP_TABLES]
-    if not ctx.settings.force_backup and all(
-        copied_for(ctx.spark, path) == marker for path in paths
-    ):
-        # A rerun or repair of the same run date: this month's copies are made.
-        log.info("backups for %s already made; nothing copied", facts["run_date"])
+    run_date, run_id = str(facts["run_date"]), ctx.settings.run_id
+    paths = {name: backup_path(ctx.settings.backup_dir, name) for name in BACKUP_TABLES}
+    markers = {name: copied_for(ctx.spark, path) for name, path in paths.items()}
+    if not ctx.settings.force_backup and all(made_for(m, run_date) for m in markers.values()):
+        earlier = copies_of_this_run(ctx.spark, markers, paths, run_id)
+        if earlier is not None:
+            log.info("backups for %s made by an earlier attempt of this run", run_date)
+            return {"triggered": True, "tables": earlier}
+        # A rerun of the same run date: this month's copies are made.
+        log.info("backups for %s already made; nothing copied", run_date)
         return {"triggered": False, "reason": "already backed up"}
-    copied = {
-        name: backup_table(ctx.tables, ctx.settings.backup_dir, name, marker)
-        for name in BACKUP_TABLES
-    }
+    copied: dict[str, dict[str, Any]] = {}
+    for name in BACKUP_TABLES:
+        if copied:
+            crash_point(CrashPoint.BACKUP_BETWEEN_COPIES)
+        copied[name] = backup_table(ctx.tables, ctx.settings.backup_dir, name, run_date, run_id)
+    crash_point(CrashPoint.BACKUP_AFTER_COPIES)
     return {"triggered": True, "tables": copied}
 
 

@@ -18,8 +18,10 @@ from pyspark.sql import functions as F
 from patronage import rules
 from patronage import tables as t
 from patronage.errors import ConfigError, FileSystemError
+from patronage.faults import CrashPoint, crash_point
 from patronage.fs import FileInfo
 from patronage.repositories.ledger import LedgerStatus, discovery_event
+from patronage.stages import merge
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,23 @@ def ledger_events(
     ]
 
 
+def settle_merged_runs(ctx: TaskContext) -> int:
+    """Mark ``merged`` the files of earlier runs whose MERGE committed before they died.
+
+    A run killed between its MERGE commit and its ``merged`` ledger events, and
+    then not repaired but followed by a new run, would otherwise leave those
+    files looking unfinished (and, at the window start, late). The MERGE
+    commit carries the run's marker, so the target's history settles it.
+    """
+    settled = 0
+    for run_id, mode in ctx.ledger.ingested_runs():
+        if run_id != ctx.settings.run_id and merge.already_merged(ctx.tables, run_id):
+            n = ctx.ledger.mark_merged(run_id, mode)
+            log.warning("run %s merged but never recorded it: %d file(s) marked merged", run_id, n)
+            settled += n
+    return settled
+
+
 def run(ctx: TaskContext) -> dict[str, Any]:
     s = ctx.settings
     require_rebuild_confirmation(s.processing_mode, s.confirm_rebuild)
@@ -109,6 +128,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         {} if s.processing_mode == rules.REBUILD
         else newest_loaded(ctx.tables.read(t.PATRONAGE_UNIFIED))
     )
+    settle_merged_runs(ctx)
     status = ctx.ledger.latest_status()
 
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -130,6 +150,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
 
     # A repaired discover replaces what an earlier attempt of this run recorded.
     ctx.ledger.replace_discovery(s.run_id, events)
+    crash_point(CrashPoint.DISCOVER_AFTER_LEDGER)
     # Create what the parallel ingest tasks write, so they never race to create it.
     ctx.rejects.ensure()
     ctx.staging.ensure()

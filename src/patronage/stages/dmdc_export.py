@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from patronage import config
 from patronage import dmdc_format as fmt
 from patronage import tables as t
+from patronage.faults import CrashPoint, crash_point
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,21 @@ def select_for_export(
     ).select(*fmt.RECORD_COLUMNS)
 
 
+def _exported_by_this_run(
+    ctx: TaskContext, run_date: dt.date, existing: dict[str, Any]
+) -> dict[str, Any]:
+    """The values the attempt that wrote the file and its checkpoint would have published."""
+    start, _ = fmt.export_window(run_date, existing["previous"])
+    path = ctx.settings.export_dir.rstrip("/") + "/" + str(existing["filename"])
+    by_batch = dict.fromkeys(fmt.BATCHES, 0)
+    if ctx.fs.exists(path):
+        by_batch = fmt.count_by_batch(
+            fmt.parse_records(ctx.fs.read_bytes(path), str(existing["filename"]))
+        )
+    return {"triggered": True, "reason": "exported", "window_start": ts_text(start),
+            "record_count_by_batch": by_batch}  # fmt: skip
+
+
 def run(ctx: TaskContext) -> dict[str, Any]:
     facts = ctx.upstream("discover")
     run_date = config.parse_date("run_date", str(facts["run_date"]))
@@ -91,6 +107,9 @@ def run(ctx: TaskContext) -> dict[str, Any]:
             record_count=int(existing["record_count"] or 0),
             file_sha256=existing["file_sha256"],
         )
+        if existing["run_id"] == ctx.settings.run_id:
+            # A repair of the run whose earlier attempt exported and died: its values.
+            values.update(_exported_by_this_run(ctx, run_date, existing))
         return values
 
     start, end = fmt.export_window(run_date, newest)
@@ -119,6 +138,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
                     filename, "same" if same else "DIFFERENT")
     ctx.fs.write_atomic(path, content)
     log.info("wrote DMDC file %s with %d records", filename, len(records))
+    crash_point(CrashPoint.DMDC_EXPORT_AFTER_FILE)
 
     # A failure here fails the task: the next export must not skip this window.
     ctx.checkpoints.record(
@@ -130,6 +150,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         run_id=ctx.settings.run_id,
     )
     log.info("DMDC checkpoint %s recorded", ts_text(end))
+    crash_point(CrashPoint.DMDC_EXPORT_AFTER_CHECKPOINT)
 
     values.update(
         triggered=True,

@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from patronage import config
 from patronage import dmdc_format as fmt
 from patronage import tables as t
+from patronage.faults import CrashPoint, crash_point
 from patronage.stages.dmdc_export import due_flag
 from patronage.task import TaskContext, entry_point
 
@@ -78,10 +79,26 @@ def backfill_candidates(target: DataFrame, lookup: DataFrame, run_date: dt.date)
     )
 
 
+def backfill_marker(run_id: str) -> str:
+    return f"patronage-edipi-backfill:{run_id}"
+
+
+def earlier_backfill(ctx: TaskContext) -> int | None:
+    """Rows updated by this run's backfill MERGE when the target's history holds it."""
+    hist = (
+        ctx.tables.delta(t.PATRONAGE_UNIFIED)
+        .history()
+        .where(F.col("userMetadata") == backfill_marker(ctx.settings.run_id))
+        .select(F.col("operationMetrics").getItem("numTargetRowsUpdated").alias("n"))
+        .collect()
+    )
+    return int(hist[0]["n"] or 0) if hist else None
+
+
 def set_edipi_in_place(ctx: TaskContext, lookup: DataFrame) -> int:
     """One MERGE: edipi from the lookup onto active rows without one; rows updated."""
     target = ctx.tables.delta(t.PATRONAGE_UNIFIED)
-    ctx.spark.conf.set(USER_METADATA_CONF, f"patronage-edipi-backfill:{ctx.settings.run_id}")
+    ctx.spark.conf.set(USER_METADATA_CONF, backfill_marker(ctx.settings.run_id))
     try:
         metrics = (
             target.alias("t")
@@ -116,6 +133,16 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         return values
     values["triggered"] = True
 
+    done = earlier_backfill(ctx)
+    if done is not None:
+        # A repair of a run whose earlier attempt backfilled and died: its values.
+        kept = ctx.fs.exists(path)
+        written = len(fmt.parse_records(ctx.fs.read_bytes(path), filename)) if kept else 0
+        log.info("EDIPI backfill already applied by this run: %d rows updated", done)
+        values.update(candidates=done, rows_updated=done, eligible_written=written,
+                      filename=filename if kept else None, reason="backfilled")  # fmt: skip
+        return values
+
     lookup = ctx.tables.read(t.CORRELATION_LOOKUP)
     rows = backfill_candidates(ctx.tables.read(t.PATRONAGE_UNIFIED), lookup, run_date).collect()
     values["candidates"] = len(rows)
@@ -140,11 +167,13 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         ctx.fs.write_atomic(path, fmt.file_content(records))
         values["filename"] = filename
         log.info("wrote %s with %d records", filename, len(records))
+        crash_point(CrashPoint.EDIPI_BACKFILL_AFTER_FILE)
     elif ctx.fs.exists(path):
         values["filename"] = filename  # from an earlier attempt: left as it is
     values["eligible_written"] = len(eligible)
 
     values["rows_updated"] = set_edipi_in_place(ctx, lookup)
+    crash_point(CrashPoint.EDIPI_BACKFILL_AFTER_UPDATE)
     values["reason"] = "backfilled"
     log.info("EDIPI backfill: %d candidates, %d eligible written, %d rows updated",
              len(rows), len(eligible), values["rows_updated"])

@@ -14,6 +14,10 @@ inputs:
   repair.
 - The JSON detail columns hold the values the stages published (missing
   values are ``null``), plus the target's row counts read once here.
+- The reject policy (:mod:`patronage.reject_policy`) fails a run whose tasks
+  all succeeded when an inbound file was refused as a whole or too many of a
+  file's rows were rejected; the message names each file, its counts by
+  reason code and the rule. With ``reject_policy=warn`` it is only logged.
 - A rerun of finalize for the same run replaces that run's row (MERGE on
   ``run_id``). When the run failed, the row is written first and then
   finalize raises, so the job's outcome stays failed.
@@ -24,19 +28,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from pyspark.sql import functions as F
 
+from patronage import reject_policy as policy
 from patronage import tables as t
 from patronage.errors import RunFailed
+from patronage.faults import CrashPoint, crash_point
 from patronage.repositories.task_values import RunState
 from patronage.stages import discover
 from patronage.task import DURATION_VALUE, ERROR_VALUE, STATUS_VALUE, TaskContext, entry_point
 
 log = logging.getLogger(__name__)
 
-PUBLISHES = ("status", "error_message")
+PUBLISHES = ("status", "error_message", policy.BREACHES)
 
 TASK_KEY = "finalize"
 #: The job's tasks before finalize, in DAG order.
@@ -80,6 +87,13 @@ def run_status(outcomes: dict[str, tuple[str, str | None]]) -> tuple[str, str | 
     if missing:
         parts.append("not run (published nothing): " + ", ".join(missing))
     return FAILED, "; ".join(parts)
+
+
+def policy_breaches(values: dict[str, dict[str, Any]], limits: policy.Thresholds) -> list[str]:
+    """The reject policy's fired rules, from what the ingests published."""
+    return policy.breaches(
+        {"SCD": values.get("ingest_scd"), "CG": values.get("ingest_cg")}, limits
+    )
 
 
 def _without_wrapper(values: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -202,9 +216,14 @@ def build_row(
     start: dt.datetime | None,
     now: dt.datetime,
     counts: dict[str, Any] | None,
+    breaches: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """The run's log row; ``breaches`` (reject policy lines) fail it like a failed task."""
     outcomes = task_outcomes(values)
     status, error = run_status(outcomes)
+    if breaches:
+        status = FAILED
+        error = "; ".join(e for e in (error, policy.message(breaches)) if e)
     started = start or now
     return {
         "run_id": run_id,
@@ -221,6 +240,12 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     s = ctx.settings
     values = {k: v for k, v in ctx.state.get_all().items() if k != TASK_KEY}
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    limits = policy.Thresholds(s.reject_max_row_share, s.reject_max_unresolved_share)
+    breaches = policy_breaches(values, limits)
+    failing = breaches
+    if breaches and s.reject_policy == "warn":
+        log.warning("%s (reject_policy=warn: the run is not failed)", policy.message(breaches))
+        failing = []
     row = build_row(
         s.run_id,
         s.processing_mode,
@@ -228,9 +253,15 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         run_start(ctx.state),
         now,
         target_counts(ctx.tables),
+        failing,
     )
     ctx.pipeline_log.upsert(row)
-    published = {"status": row["status"], "error_message": row["error_message"]}
+    crash_point(CrashPoint.FINALIZE_AFTER_LOG_ROW)
+    published = {
+        "status": row["status"],
+        "error_message": row["error_message"],
+        policy.BREACHES: breaches,
+    }
     log.info("run %s logged as %s", s.run_id, row["status"])
     if row["status"] != SUCCESS:
         # Our values first: the wrapper only records task_* values on failure.

@@ -26,6 +26,7 @@ from patronage import fs
 from patronage import identity_rules as rules
 from patronage import tables as t
 from patronage.errors import IdentitySourceError, MissingColumnsError
+from patronage.faults import CrashPoint, crash_point
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     psa, person, institution = [read_source(ctx, s) for s in SOURCE_SETTINGS]
     lookup, quarantine = rules.build(psa, person, institution, run_date)
     overwrite(ctx, t.CORRELATION_LOOKUP, lookup)
+    crash_point(CrashPoint.IDENTITY_AFTER_LOOKUP)
     overwrite(ctx, t.DUPLICATE_CORRELATIONS, quarantine)
     lookup_rows = ctx.tables.read(t.CORRELATION_LOOKUP).count()
     quarantined_rows = ctx.tables.read(t.DUPLICATE_CORRELATIONS).count()

@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from patronage import scd2
 from patronage import tables as t
 from patronage.errors import RebuildNotConfirmed
+from patronage.faults import CrashPoint, crash_point
 from patronage.phases import Phases
 from patronage.task import TaskContext, entry_point
 
@@ -146,6 +147,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
             log.info("run %s staged no versions: no MERGE", s.run_id)
         else:
             metrics = apply_merge(tables, planned, s.run_id)
+            crash_point(CrashPoint.MERGE_AFTER_COMMIT)
             expected = sum(int(r["expires_active"]) for r in counts.values())
             updated = metrics.get("num_updated_rows", 0)
             inserted = metrics.get("num_inserted_rows", 0)
@@ -170,6 +172,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     lap("compact")
 
     merged_files = ctx.ledger.mark_merged(s.run_id, mode)
+    crash_point(CrashPoint.MERGE_AFTER_LEDGER)
 
     lap("ledger")
     # One action; the RecordStatus partition filter leaves the history unread.
