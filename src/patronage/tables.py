@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from patronage import spark as spark_mod
@@ -357,6 +358,24 @@ class Tables:
         if location is not None:
             shutil.rmtree(location, ignore_errors=True)
         log.warning("dropped table %s", name)
+
+    def marked_commit(self, name: str, marker: str) -> dict[str, str] | None:
+        """operationMetrics of the newest commit whose userMetadata is ``marker``, or None.
+
+        Stages tag the commits a repair must recognise (a run's MERGE, its backfill).
+        """
+        if not self.exists(name):
+            return None
+        rows = (
+            self.delta(name)
+            .history()
+            .where(F.col("userMetadata") == marker)
+            .orderBy(F.desc("version"))
+            .select("operationMetrics")
+            .limit(1)
+            .collect()
+        )
+        return dict(rows[0]["operationMetrics"] or {}) if rows else None
 
     def version(self, name: str) -> int:
         """Current Delta table version (-1 when the table does not exist)."""

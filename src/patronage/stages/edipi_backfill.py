@@ -85,14 +85,8 @@ def backfill_marker(run_id: str) -> str:
 
 def earlier_backfill(ctx: TaskContext) -> int | None:
     """Rows updated by this run's backfill MERGE when the target's history holds it."""
-    hist = (
-        ctx.tables.delta(t.PATRONAGE_UNIFIED)
-        .history()
-        .where(F.col("userMetadata") == backfill_marker(ctx.settings.run_id))
-        .select(F.col("operationMetrics").getItem("numTargetRowsUpdated").alias("n"))
-        .collect()
-    )
-    return int(hist[0]["n"] or 0) if hist else None
+    commit = ctx.tables.marked_commit(t.PATRONAGE_UNIFIED, backfill_marker(ctx.settings.run_id))
+    return None if commit is None else int(commit.get("numTargetRowsUpdated") or 0)
 
 
 def set_edipi_in_place(ctx: TaskContext, lookup: DataFrame) -> int:

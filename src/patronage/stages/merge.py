@@ -53,10 +53,7 @@ def merge_marker(run_id: str) -> str:
 
 def already_merged(tables: t.Tables, run_id: str) -> bool:
     """True when the target's history holds this run's MERGE commit."""
-    if not tables.exists(TARGET):
-        return False
-    hist = tables.delta(TARGET).history().where(F.col("userMetadata") == merge_marker(run_id))
-    return not hist.isEmpty()
+    return tables.marked_commit(TARGET, merge_marker(run_id)) is not None
 
 
 def check_rebuild_confirmed(processing_mode: str, confirm_rebuild: str) -> None:
