@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from patronage import pt_sources
 from patronage.errors import ConfigError
 
 PROCESSING_MODES = ("update", "rebuild")
@@ -25,7 +26,6 @@ PROCESSING_MODES = ("update", "rebuild")
 REJECT_POLICIES = ("fail", "warn")
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
 
 #: ``parse(name, raw)``: the typed value of a setting, or a ConfigError naming it.
 Parser = Callable[[str, str], Any]
@@ -38,12 +38,6 @@ def _text(name: str, raw: str) -> str:
 def _identifier(name: str, raw: str) -> str:
     if not _IDENT.match(raw):
         raise ConfigError(f"setting '{name}' must be an identifier, got {raw!r}")
-    return raw.strip()
-
-
-def _table_name(name: str, raw: str) -> str:
-    if not _TABLE.match(raw):
-        raise ConfigError(f"setting '{name}' must be a table name, got {raw!r}")
     return raw.strip()
 
 
@@ -136,8 +130,8 @@ class Settings:
     inbound_scd_dir: str = _variable()
     inbound_cg_dir: str = _variable()
     cg_seed_file: str = _variable()
-    pt_seed_table: str = _variable(_table_name)
-    pt_delta_table: str = _variable(_table_name)
+    pt_seed_table: str = _variable(pt_sources.parse)
+    pt_delta_table: str = _variable(pt_sources.parse)
     mvi_psa_dir: str = _variable()
     mvi_person_dir: str = _variable()
     mvi_institution_dir: str = _variable()
