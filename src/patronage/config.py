@@ -41,6 +41,11 @@ def _identifier(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def _optional_identifier(name: str, raw: str) -> str:
+    value = raw.strip()
+    return _identifier(name, value) if value else ""
+
+
 def _mode(name: str, raw: str) -> str:
     mode = raw.strip().lower() or "update"
     if mode not in PROCESSING_MODES:
@@ -140,6 +145,8 @@ class Settings:
     reject_policy: str = _tunable(_policy, "fail")
     reject_max_row_share: float = _tunable(_share, 0.01)
     reject_max_unresolved_share: float = _tunable(_share, 0.05)
+    #: Schema of the operators' views (patronage.ops_views); empty: no views.
+    ops_schema: str = _tunable(_optional_identifier, "")
     processing_mode: str = _job_parameter(_mode, "update")
     run_date: dt.date | None = _job_parameter(_optional_date, None)
     job_start_date: dt.date | None = _reference("job.start_time.iso_date", _optional_date, None)
