@@ -242,9 +242,11 @@ def test_status_shows_the_last_runs_the_last_export_and_what_is_due(env, spark, 
     assert phase2["files"] == {"SCD": {"discovered": 1, "merged": 1, "refused": 0},
                                "CG": {"discovered": 0, "merged": 0, "refused": 0}}
     assert phase2["late_files"] == 1
-    (merge,) = env.sql(spark, "SELECT value_json FROM patronage_task_values WHERE run_id = :r "
-                       "AND task_key = 'merge' AND name = 'new_scd'", r=phase2["run_id"])
-    assert phase2["rows"]["SCD"]["new"] == json.loads(merge["value_json"]) > 0
+    merged = env.sql(spark, "SELECT name, value_json FROM patronage_task_values WHERE run_id = :r "
+                     "AND task_key = 'merge' AND name LIKE '%_scd'", r=phase2["run_id"])
+    by_merge = {r["name"].removesuffix("_scd"): json.loads(r["value_json"]) for r in merged}
+    assert phase2["rows"]["SCD"] == {k: by_merge[k] for k in ("new", "updated", "expired")}
+    assert phase2["rows"]["SCD"]["updated"] > 0  # phase 2 updates participants, adds none
     assert all(e["status"] == "SUCCESS" and e["duration_seconds"] > 0
                for e in phase2["tasks"].values())
     assert runs[0]["files"]["SCD"] == {"discovered": 0, "merged": 0, "refused": 0}
