@@ -507,3 +507,155 @@ def test_the_unity_catalog_target_gives_operators_a_schema_of_views_only(deploym
     for target in ("dev", "staging", "prod", "local"):
         variables = deploy_variables(target) if target != "local" else None
         assert runner.load_bundle(ROOT, target, variables=variables).variables["ops_schema"] == ""
+
+
+# --------------------------------------------------------------------------
+# The workspace side: `patronage status/repair/preflight --target` on the deployed job
+# --------------------------------------------------------------------------
+
+#: A task of the pipeline fails; what a repair must re-run is it and all after it.
+FAILED_INGEST_CG = {
+    "ingest_cg": "FAILED", "merge": "UPSTREAM_FAILED", "edipi_backfill": "UPSTREAM_FAILED",
+    "dmdc_export": "UPSTREAM_FAILED", "backup": "UPSTREAM_FAILED", "finalize": "FAILED",
+}  # fmt: skip
+AFTER_INGEST_CG = ["ingest_cg", "merge", "edipi_backfill", "dmdc_export", "backup", "finalize"]
+
+
+def _workspace(deployment: Deployment) -> Any:
+    from databricks.sdk import WorkspaceClient
+
+    return WorkspaceClient(host=deployment.cli.host, token=deployment.cli.token)
+
+
+def _patronage(deployment: Deployment, monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """`patronage <args> --target <t>` in-process, authenticated by the environment."""
+    from patronage import cli as patronage_cli
+
+    for name, value in deployment.cli.env().items():
+        if name.startswith("DATABRICKS_"):
+            monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    # The deployment's own --var first: a test's --var after them wins.
+    code = patronage_cli.main([args[0], "--target", deployment.target, "--bundle-dir", str(ROOT),
+                               *var_args(deployment.target), *args[1:]])  # fmt: skip
+    return code, capsys.readouterr().out
+
+
+def _end_run(w: Any, run_id: int, states: Mapping[str, str]) -> None:
+    """Stand-in only: end the run with these task result states (the rest SUCCESS)."""
+    w.api_client.do("POST", "/api/2.2/standin/runs/set-task-states",
+                    body={"run_id": run_id, "states": dict(states)})  # fmt: skip
+
+
+def _attempts(w: Any, run_id: int) -> dict[str, int]:
+    run = w.jobs.get_run(run_id=run_id, include_history=True)
+    return {t.task_key: t.attempt_number or 0 for t in run.tasks}
+
+
+def test_repair_reruns_the_failed_task_and_everything_after_it_on_the_latest_repair(
+    deployments, monkeypatch, capsys
+):
+    deployment = deployments["dev"]
+    w = _workspace(deployment)
+    run_id = w.jobs.run_now(job_id=int(deployment.job_ids["patronage_pipeline"])).run_id
+    _end_run(w, run_id, FAILED_INGEST_CG)
+
+    code, out = _patronage(deployment, monkeypatch, capsys, "repair", "--run-id", str(run_id))
+    assert code == 0, out
+    assert f"run {run_id}: re-ran {', '.join(AFTER_INGEST_CG)} (repair " in out
+    assert out.splitlines()[-1] == f"run {run_id} SUCCESS"
+    attempts = _attempts(w, run_id)
+    assert {k for k, n in attempts.items() if n == 1} == set(AFTER_INGEST_CG)
+    assert {k for k, n in attempts.items() if n == 0} == {"discover", "identity", "ingest_scd"}
+
+    # A second failure of the repaired run: a timed-out backup. The repair must name
+    # the first repair as the latest (the API refuses it otherwise) and re-run
+    # backup and finalize only; the default run is the job's latest.
+    _end_run(w, run_id, {"backup": "TIMEDOUT", "finalize": "FAILED"})
+    code, out = _patronage(deployment, monkeypatch, capsys, "repair")
+    assert code == 0, out
+    attempts = _attempts(w, run_id)
+    assert {k for k, n in attempts.items() if n == 2} == {"backup", "finalize"}
+    assert {k for k, n in attempts.items() if n == 1} == set(AFTER_INGEST_CG) - {
+        "backup", "finalize"}
+    history = w.jobs.get_run(run_id=run_id, include_history=True).repair_history
+    assert [h.type.value for h in history] == ["ORIGINAL", "REPAIR", "REPAIR"]
+
+    code, out = _patronage(deployment, monkeypatch, capsys, "status", "--format", "json",
+                           "--runs", "3")  # fmt: skip
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["tables"] is None and "workspace" in report["tables_skipped"]
+    ws = report["workspace"]
+    assert ws["job_name"] == "[dev tester] patronage_pipeline"
+    assert ws["schedule_pause_status"] == "PAUSED"
+    (latest,) = [r for r in ws["runs"] if r["run_id"] == run_id]
+    assert latest["state"] == "SUCCESS" and latest["repairs"] == 2
+    assert latest["tasks"]["backup"] == {"state": "SUCCESS", "attempt": 2}
+    code, out = _patronage(deployment, monkeypatch, capsys, "status")
+    assert "Workspace job '[dev tester] patronage_pipeline'" in out and "SUCCESS #2" in out
+
+
+def test_repair_of_a_run_without_failures_changes_nothing(deployments, monkeypatch, capsys):
+    deployment = deployments["prod"]
+    w = _workspace(deployment)
+    run_id = w.jobs.run_now(job_id=int(deployment.job_ids["patronage_pipeline"])).run_id
+    _end_run(w, run_id, {})
+    code, out = _patronage(deployment, monkeypatch, capsys, "repair", "--run-id", str(run_id))
+    assert code == 0 and "nothing to repair" in out
+    assert set(_attempts(w, run_id).values()) == {0}
+
+
+def test_preflight_checks_the_deployed_job_and_skips_what_it_cannot_see(
+    deployments, monkeypatch, capsys
+):
+    code, out = _patronage(deployments["dev"], monkeypatch, capsys, "preflight")
+    lines = out.splitlines()
+    assert code == 0, out
+    assert "PASS  job: deployed as '[dev tester] patronage_pipeline'" in out
+    assert "PASS  schedule: pause status PAUSED, the target's is PAUSED" in lines
+    assert ("PASS  run as: runs as tester@databricks.com; the target runs as its deployer "
+            "(tester@databricks.com)") in lines  # fmt: skip
+    # The stand-in has no DBFS API: SKIP with the reason, never a PASS.
+    assert [line for line in lines if "dbfs:/" in line and not line.startswith("SKIP")] == []
+    assert "SKIP  export_dir dbfs:/mnt/ci-patronage/dev/dmdc_extracts/combined_export: " \
+           "cannot be checked here: the workspace does not serve the DBFS API" in lines
+
+    code, out = _patronage(deployments["dev"], monkeypatch, capsys, "preflight",
+                           "--var", "schedule_pause_status=UNPAUSED")  # fmt: skip
+    assert code == 1 and "FAIL  schedule: pause status PAUSED, the target's is UNPAUSED" in out
+
+    other = "bbbbbbbb-cccc-4ddd-eeee-ffffffffffff"
+    code, out = _patronage(deployments["prod"], monkeypatch, capsys, "preflight",
+                           "--var", f"service_principal={other}")  # fmt: skip
+    assert code == 1
+    assert f"FAIL  run as: runs as {SERVICE_PRINCIPAL}; the target's run_as is {other}" in out
+
+
+def test_preflight_finds_the_unity_catalog_volumes(deployments, monkeypatch, capsys):
+    deployment = deployments["prod_uc"]
+    bundle = runner.load_bundle(ROOT, "prod_uc", variables=deploy_variables("prod_uc"))
+    code, out = _patronage(deployment, monkeypatch, capsys, "preflight")
+    assert code == 1
+    assert f"FAIL  inbound_scd_dir {bundle.variables['inbound_scd_dir']}: does not exist" in out
+    # The export directory's volume is a bundle resource: it exists, the directory comes later.
+    assert (f"PASS  export_dir {bundle.variables['export_dir']}: absent; volume "
+            "patronage.patronage.dmdc_exports exists") in out  # fmt: skip
+    assert f"SKIP  backup_dir {bundle.variables['backup_dir']}: not a workspace path" in out
+
+    w = _workspace(deployment)
+    for setting in deployment_inputs():
+        w.files.create_directory(bundle.variables[setting])
+    seed = bundle.variables["cg_seed_file"]
+    import io
+
+    w.files.upload(seed, io.BytesIO(b"header\n"), overwrite=True)
+    code, out = _patronage(deployment, monkeypatch, capsys, "preflight")
+    assert code == 0, out
+    assert f"PASS  cg_seed_file {seed}: exists (Files API)" in out
+
+
+def deployment_inputs() -> tuple[str, ...]:
+    from patronage import deployment
+
+    return deployment.INPUT_DIRS

@@ -228,6 +228,48 @@ def test_rerunning_phase2_day_changes_nothing(env, spark):
     assert {p.name: p.stat().st_mtime_ns for p in env.export.iterdir()} == files
 
 
+
+def test_status_shows_the_last_runs_the_last_export_and_what_is_due(env, spark, capsys):
+    capsys.readouterr()
+    args = ["status", *env.common(), "--runs", "3", "--as-of", "2025-03-28"]
+    assert cli.main([*args, "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    runs = report["tables"]["runs"]
+    # Four runs so far (phase 1, its rerun, phase 2, its rerun): the newest three.
+    assert [r["run_date"] for r in runs] == ["2025-03-28", "2025-03-28", "2025-03-01"]
+    assert {r["status"] for r in runs} == {"SUCCESS"}
+    phase2 = runs[1]
+    assert phase2["files"] == {"SCD": {"discovered": 1, "merged": 1, "refused": 0},
+                               "CG": {"discovered": 0, "merged": 0, "refused": 0}}
+    assert phase2["late_files"] == 1
+    merged = env.sql(spark, "SELECT name, value_json FROM patronage_task_values WHERE run_id = :r "
+                     "AND task_key = 'merge' AND name LIKE '%_scd'", r=phase2["run_id"])
+    by_merge = {r["name"].removesuffix("_scd"): json.loads(r["value_json"]) for r in merged}
+    assert phase2["rows"]["SCD"] == {k: by_merge[k] for k in ("new", "updated", "expired")}
+    assert phase2["rows"]["SCD"]["updated"] > 0  # phase 2 updates participants, adds none
+    assert all(e["status"] == "SUCCESS" and e["duration_seconds"] > 0
+               for e in phase2["tasks"].values())
+    assert runs[0]["files"]["SCD"] == {"discovered": 0, "merged": 0, "refused": 0}
+    assert runs[2]["rejects_by_reason"] == {}  # the rerun of phase 1 read no file
+    assert report["tables"]["dmdc"]["file"] == "PATRONAGE_20250328.txt"
+    assert report["tables"]["dmdc"]["record_count"] == 4
+    assert report["schedule"] == {
+        "dmdc_export": {"rule": "Wednesdays and Fridays", "due_today": True, "next": "2025-04-02"},
+        "edipi_backfill": {"rule": "last Friday of the month", "due_today": True,
+                           "next": "2025-04-25"},
+        "backup": {"rule": "first day of the month", "due_today": False, "next": "2025-04-01"},
+    }  # fmt: skip
+
+    assert cli.main([*args, "--runs", "5"]) == 0
+    text = capsys.readouterr().out
+    assert "Last 4 run(s) in spark_catalog." in text
+    assert "bad_date 4, bad_percent 2, identity_unresolved 2, missing_key 2" in text  # phase 1
+    assert "Last DMDC export: PATRONAGE_20250328.txt with 4 records" in text
+    ids = env.sql(spark, "SELECT ICN, edipi, participant_id FROM patronage_unified")
+    identifiers = {v for r in ids for v in r if v}
+    assert identifiers and not identifiers & set(text.replace("/", " ").split())
+
+
 def test_every_dashboard_query_and_widget_runs_on_the_tables_the_pipeline_wrote(env, spark):
     """The operations dashboard (resources/*.lvdash.json) on the real schema.
 

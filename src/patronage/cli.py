@@ -199,6 +199,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
+    from patronage import deployment
+
+    if deployment.is_workspace_target(args.target):
+        from patronage.commands.workspace_repair import repair_workspace_run
+
+        return repair_workspace_run(args)
     result = runner.repair(state_dir=args.state_dir, run_id=args.run_id, bundle_dir=args.bundle_dir)
     return _report(args, result)
 
@@ -326,11 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "repair",
-        help="re-run the failed tasks of a local run and everything after them",
+        help="re-run the failed tasks of a run and everything after them",
         description="Task-level repair: same run id, parameters and start time; "
-        "succeeded tasks and their values are kept.",
+        "succeeded tasks and their values are kept. With a deployed --target, the "
+        "workspace run is repaired (on its latest repair) and the command waits for it.",
     )
     p.add_argument("--run-id", default=None, help="run to repair (default: the latest)")
+    p.add_argument("--profile", default=None,
+                   help="~/.databrickscfg profile for a deployed --target (default: environment)")
+    p.add_argument("--timeout-minutes", type=float, default=240.0,
+                   help="how long to wait for a workspace repair (default 240)")
     p.add_argument("--summary-json", metavar="FILE", help="write the run's outcome and task values")
     p.set_defaults(func=cmd_repair)
 

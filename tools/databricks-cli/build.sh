@@ -9,7 +9,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 version="$(awk '$1 == "require" && $2 == "github.com/databricks/cli" {sub(/^v/, "", $3); print $3}' "$here/go.mod")"
 [ -n "$version" ] || { echo "build.sh: no github.com/databricks/cli pin in $here/go.mod" >&2; exit 2; }
-key="$(cat "$here/go.mod" "$here/go.sum" "$here/standin/main.go" "$0" | sha256sum | cut -c1-12)"
+key="$(cat "$here/go.mod" "$here/go.sum" "$here"/standin/*.go "$0" | sha256sum | cut -c1-12)"
 out="${PATRONAGE_TOOLS_CACHE:-$HOME/.cache/patronage/tools}/databricks-cli-$version-$key"
 
 if [ -x "$out/databricks" ] && [ -x "$out/standin" ]; then

@@ -8,6 +8,14 @@ readable, or absent and creatable (a probe table is created and dropped in the
 schema, which the first run would create anyway). One PASS/FAIL line per
 check; the exit status is 1 when any fails. Only counts and timestamps are
 printed, never record contents.
+
+With a deployed ``--target`` (dev, staging, prod, prod_uc) it checks the
+workspace through its API (``--profile`` or the environment): the job is
+deployed, its schedule's pause state is the target's, it runs as the target's
+identity (the service principal, or the deployer in development), and each
+configured location exists (Volumes, Workspace Files, DBFS). A check that
+cannot be made from here is a SKIP with the reason. The probes above need
+the target's Spark, so they run only on the workspace's compute.
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--profile", default=None,
+                   help="~/.databrickscfg profile for a deployed --target (default: environment)")
     p.set_defaults(func=main)
 
 
@@ -174,9 +184,37 @@ def run_checks(settings: config.Settings, spark: SparkSession) -> list[Result]:
     ]
 
 
-def main(args: argparse.Namespace) -> int:
-    from patronage import runner
+def workspace_main(args: argparse.Namespace) -> int:
+    """The deployed target's checks; the Spark probes too when running on its compute."""
+    from patronage import deployment, runner
+    from patronage import spark as spark_mod
+    from patronage.workspace import Workspace
 
+    bundle = runner.load_bundle(
+        args.bundle_dir, args.target, runner.parse_assignments(args.var, "--var")
+    )
+    lines = [r.line() for r in deployment.preflight_checks(
+        Workspace.connect(getattr(args, "profile", None)), bundle, args.job)]  # fmt: skip
+    if spark_mod.on_databricks():
+        settings, spark = runner.resolve_settings(args, run_id="preflight")
+        lines += [r.line() for r in run_checks(settings, spark)]
+    else:
+        lines.append(deployment.Check(
+            "tables and directories", deployment.SKIP,
+            "the write and table probes need the target's Spark: run this on its compute",
+        ).line())  # fmt: skip
+    for line in lines:
+        print(line)
+    failed = [line.split(":", 1)[0][6:] for line in lines if line.startswith(FAIL)]
+    print(f"preflight: {'FAIL (' + ', '.join(failed) + ')' if failed else 'PASS'}")
+    return 1 if failed else 0
+
+
+def main(args: argparse.Namespace) -> int:
+    from patronage import deployment, runner
+
+    if deployment.is_workspace_target(getattr(args, "target", None) or runner.DEFAULT_TARGET):
+        return workspace_main(args)
     try:
         settings, spark = runner.resolve_settings(args, run_id="preflight")
     except Exception as exc:

@@ -71,3 +71,14 @@ class DmdcCheckpoints:
             for r in rows
             if r["checkpoint_timestamp"] is not None
         ]
+
+    def latest(self) -> dict[str, Any] | None:
+        """The newest checkpoint (window end, file, record count, run, when), or None."""
+        rows = (
+            self.tables.read(t.DMDC_CHECKPOINT)
+            .orderBy(F.col("checkpoint_timestamp").desc(), F.col("created_at").desc())
+            .select("checkpoint_timestamp", "filename", "record_count", "run_id", "created_at")
+            .limit(1)
+            .collect()
+        )
+        return rows[0].asDict() if rows else None

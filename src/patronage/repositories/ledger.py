@@ -332,3 +332,23 @@ class FileLedger:
             .collect()
         )
         return {r["source"]: r["newest"] for r in rows if r["newest"] is not None}
+
+    def event_counts_by_run(self, run_ids: list[str]) -> dict[str, dict[str, dict[str, int]]]:
+        """``{run_id: {source: {status: files}}}``: the events each run recorded, one read.
+
+        A file counts once per (run, status) even when a repeated attempt recorded it again.
+        """
+        if not run_ids:
+            return {}
+        rows = (
+            self.events()
+            .where(F.col("run_id").isin(*run_ids))
+            .groupBy("run_id", F.upper("source").alias("source"), "status")
+            .agg(F.countDistinct(*FILE_IDENTITY).alias("files"))
+            .collect()
+        )
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for r in rows:
+            by_source = out.setdefault(r["run_id"], {}).setdefault(r["source"], {})
+            by_source[r["status"]] = int(r["files"])
+        return out

@@ -43,3 +43,13 @@ class PipelineLog:
             )
             .collect()
         )
+
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` newest runs' rows, newest first (``patronage status``)."""
+        rows = (
+            self.tables.read(t.PIPELINE_LOG)
+            .orderBy(F.col("run_timestamp_utc").desc(), F.col("run_id").desc())
+            .limit(limit)
+            .collect()
+        )
+        return [r.asDict() for r in rows]

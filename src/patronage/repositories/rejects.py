@@ -57,3 +57,19 @@ class Rejects:
         for r in sorted(rows):
             out.setdefault(r["file"], {})[r["reason_code"]] = int(r["count"])
         return out
+
+    def counts_by_run(self, run_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Rejected rows per run and reason code (every source), one read."""
+        if not run_ids:
+            return {}
+        rows = (
+            self.tables.read(t.REJECTS)
+            .where(F.col("run_id").isin(*run_ids))
+            .groupBy("run_id", "reason_code")
+            .count()
+            .collect()
+        )
+        out: dict[str, dict[str, int]] = {}
+        for r in sorted(rows):
+            out.setdefault(r["run_id"], {})[r["reason_code"]] = int(r["count"])
+        return out

@@ -116,3 +116,23 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def values_of_runs(tables: t.Tables, run_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{run_id: {task_key: {name: value}}}`` for several runs in one read, newest per name."""
+    if not run_ids:
+        return {}
+    df = tables.read(t.TASK_VALUES).where(F.col("run_id").isin(*run_ids))
+    w = Window.partitionBy("run_id", "task_key", "name").orderBy(F.col("recorded_at").desc())
+    rows = (
+        df.withColumn("_rn", F.row_number().over(w))
+        .where(F.col("_rn") == 1)
+        .select("run_id", "task_key", "name", "value_json")
+        .collect()
+    )
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r["run_id"], {}).setdefault(r["task_key"], {})[r["name"]] = json.loads(
+            r["value_json"]
+        )
+    return out

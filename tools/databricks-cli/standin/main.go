@@ -65,6 +65,8 @@ func main() {
 
 	t := &standinT{ctx: ctx, tempDir: tempDir}
 	server := testserver.New(t)
+	// Ours first: the router serves the first handler registered for a route.
+	addRepairHandlers(server)
 	testserver.AddDefaultHandlers(server)
 	defer t.runCleanups()
 
