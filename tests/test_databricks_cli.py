@@ -480,6 +480,35 @@ def test_the_unity_catalog_target_creates_its_schema_and_volume_for_engineers_on
     }
 
 
+def test_the_unity_catalog_target_gives_operators_a_schema_of_views_only(deployments):
+    deployment = deployments["prod_uc"]
+    bundle = runner.load_bundle(ROOT, "prod_uc", variables=deploy_variables("prod_uc"))
+    catalog, schema = bundle.variables["catalog"], bundle.variables["schema"]
+    ops = bundle.variables["ops_schema"]
+    assert ops and ops != schema
+    found = json.loads(
+        deployment.cli.run("schemas", "get", f"{catalog}.{ops}", "-o", "json").stdout
+    )
+    assert found["full_name"] == f"{catalog}.{ops}"
+    grants = json.loads(
+        deployment.cli.run("grants", "get", "schema", f"{catalog}.{ops}", "-o", "json").stdout
+    )
+    privileges = {
+        g["principal"]: sorted(g["privileges"]) for g in grants.get("privilege_assignments", [])
+    }
+    assert privileges == {
+        "patronage-engineers": ["ALL_PRIVILEGES"],
+        "patronage-operators": ["SELECT", "USE_SCHEMA"],
+    }
+    # finalize is told where to put the views; every other target makes none.
+    for key in JOB_KEYS:
+        for task in deployment.job(key)["settings"]["tasks"]:
+            assert task["python_wheel_task"]["named_parameters"]["ops_schema"] == ops
+    for target in ("dev", "staging", "prod", "local"):
+        variables = deploy_variables(target) if target != "local" else None
+        assert runner.load_bundle(ROOT, target, variables=variables).variables["ops_schema"] == ""
+
+
 # --------------------------------------------------------------------------
 # The workspace side: `patronage status/repair/preflight --target` on the deployed job
 # --------------------------------------------------------------------------

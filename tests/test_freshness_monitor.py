@@ -118,6 +118,25 @@ def test_monitor_passes_when_sources_pt_and_exports_are_fresh(spark, tables, tmp
 
 
 @pytest.mark.spark
+def test_pt_delta_given_as_a_delta_path_is_checked_by_its_history(spark, tmp_path):
+    from delta.tables import DeltaTable
+
+    path = f"{tmp_path}/pt_delta"
+    assert monitor.pt_last_change(spark, path) == (False, None)
+    rows = spark.createDataFrame([("1", "Y")], "PTCPNT_VET_ID string, PT_35_FLAG string")
+    rows.write.format("delta").save(path)
+    rows.write.format("delta").mode("append").save(path)
+    table = DeltaTable.forPath(spark, path)
+    table.optimize().executeCompaction()  # maintenance: not a change
+
+    exists, last_change = monitor.pt_last_change(spark, path)
+
+    history = {r["version"]: r for r in table.history().collect()}
+    assert history[2]["operation"] == "OPTIMIZE"
+    assert exists and last_change == history[1]["timestamp"]
+
+
+@pytest.mark.spark
 def test_monitor_fails_listing_every_gap_and_creates_no_table(spark, tables, tmp_path):
     run_date = FRIDAY
     (tmp_path / "export").mkdir()

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from patronage import pt_sources
 from patronage.errors import ConfigError
 
 PROCESSING_MODES = ("update", "rebuild")
@@ -25,7 +26,6 @@ PROCESSING_MODES = ("update", "rebuild")
 REJECT_POLICIES = ("fail", "warn")
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
 
 #: ``parse(name, raw)``: the typed value of a setting, or a ConfigError naming it.
 Parser = Callable[[str, str], Any]
@@ -41,10 +41,9 @@ def _identifier(name: str, raw: str) -> str:
     return raw.strip()
 
 
-def _table_name(name: str, raw: str) -> str:
-    if not _TABLE.match(raw):
-        raise ConfigError(f"setting '{name}' must be a table name, got {raw!r}")
-    return raw.strip()
+def _optional_identifier(name: str, raw: str) -> str:
+    value = raw.strip()
+    return _identifier(name, value) if value else ""
 
 
 def _mode(name: str, raw: str) -> str:
@@ -136,8 +135,8 @@ class Settings:
     inbound_scd_dir: str = _variable()
     inbound_cg_dir: str = _variable()
     cg_seed_file: str = _variable()
-    pt_seed_table: str = _variable(_table_name)
-    pt_delta_table: str = _variable(_table_name)
+    pt_seed_table: str = _variable(pt_sources.parse)
+    pt_delta_table: str = _variable(pt_sources.parse)
     mvi_psa_dir: str = _variable()
     mvi_person_dir: str = _variable()
     mvi_institution_dir: str = _variable()
@@ -146,6 +145,8 @@ class Settings:
     reject_policy: str = _tunable(_policy, "fail")
     reject_max_row_share: float = _tunable(_share, 0.01)
     reject_max_unresolved_share: float = _tunable(_share, 0.05)
+    #: Schema of the operators' views (patronage.ops_views); empty: no views.
+    ops_schema: str = _tunable(_optional_identifier, "")
     processing_mode: str = _job_parameter(_mode, "update")
     run_date: dt.date | None = _job_parameter(_optional_date, None)
     job_start_date: dt.date | None = _reference("job.start_time.iso_date", _optional_date, None)

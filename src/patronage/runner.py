@@ -122,6 +122,59 @@ def _values_getter(
     )
 
 
+#: The local target's inputs. While every one keeps the target's default, a
+#: run is the demo and the bundled fixtures are landed where they point.
+INPUT_VARIABLES = (
+    "inbound_scd_dir", "inbound_cg_dir", "cg_seed_file", "pt_seed_table", "pt_delta_table",
+    "mvi_psa_dir", "mvi_person_dir", "mvi_institution_dir",
+)  # fmt: skip
+#: Left in a state directory whose runs read the user's own inputs.
+OWN_INPUTS_MARKER = ".own_inputs"
+
+
+def own_inputs(bundle: Bundle, state_dir: Path) -> list[str]:
+    """The input variables whose value differs from the target's default (``--var``)."""
+    defaults = load_bundle(bundle.root, bundle.target, None, state_dir).variables
+    return [
+        n for n in INPUT_VARIABLES
+        if n in bundle.variables and str(bundle.variables[n]) != str(defaults.get(n))
+    ]  # fmt: skip
+
+
+def check_local_inputs(bundle: Bundle, state_dir: Path) -> bool:
+    """Whether to land the bundled fixtures: yes for the demo, no for one's own inputs.
+
+    Demo data never mixes with the user's: a run that overrides some inputs
+    but not all, or whose state directory already served the other kind, is
+    refused before anything is read or written.
+    """
+    from patronage.devtools.fixture_landing import MARKER
+    from patronage.errors import ConfigError
+
+    own = own_inputs(bundle, state_dir)
+    if not own:
+        if (state_dir / OWN_INPUTS_MARKER).exists():
+            raise ConfigError(
+                f"state directory {state_dir} holds runs on your own inputs; the demo would "
+                "mix its fixtures into those tables: give --var for every input, or use "
+                "another --state-dir for the demo"
+            )
+        return True
+    demo = [n for n in INPUT_VARIABLES if n not in own]
+    if demo:
+        raise ConfigError(
+            f"--var gives your own {', '.join(own)}, but {', '.join(demo)} still point(s) at "
+            "the demo's landed fixtures: give --var for every input (the demo fixtures are "
+            "only landed when none is given)"
+        )
+    if (state_dir / "landing" / MARKER).exists():
+        raise ConfigError(
+            f"state directory {state_dir} holds the demo (its tables hold the fixtures' "
+            "rows): use another --state-dir for your own inputs"
+        )
+    return False
+
+
 def land_local_fixtures(bundle: Bundle, state_dir: Path, spark: Any) -> None:
     """Local target only: put the bundled fixtures where the local variables point."""
     fixtures = bundle.root / "fixtures"
@@ -145,9 +198,16 @@ class PatronageHooks:
         self.spark: Any = None
 
     def prepare(self, bundle: Bundle, state_dir: Path, *, repair: bool) -> None:
+        land = bundle.target == "local" and check_local_inputs(bundle, state_dir)
         self.spark = _start_spark(state_dir)
-        if bundle.target == "local" and not repair:
+        if bundle.target != "local" or repair:
+            return
+        if land:
             land_local_fixtures(bundle, state_dir, self.spark)
+        else:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            (state_dir / OWN_INPUTS_MARKER).write_text("own inputs: no fixtures landed\n")
+            log.info("local run on your own inputs: no fixtures landed")
 
     def entry_point(self, package_name: str | None, name: str) -> Callable[..., Any]:
         return load_entry_point(package_name, name)

@@ -2,11 +2,12 @@
 
 Against the chosen ``--target``: settings resolve, the export directory (and
 the backup directory) is writable (a probe file is written, read back and
-removed), and ``dmdc_checkpoint``, ``patronage_unified`` and
-``patronage_pipeline_log`` are readable, or absent and creatable (a probe
-table is created and dropped in the schema, which the first run would create
-anyway). One PASS/FAIL line per check; the exit status is 1 when any fails.
-Only counts and timestamps are printed, never record contents.
+removed), the PT sources (table names or Delta paths) are readable, and
+``dmdc_checkpoint``, ``patronage_unified`` and ``patronage_pipeline_log`` are
+readable, or absent and creatable (a probe table is created and dropped in the
+schema, which the first run would create anyway). One PASS/FAIL line per
+check; the exit status is 1 when any fails. Only counts and timestamps are
+printed, never record contents.
 
 With a deployed ``--target`` (dev, staging, prod, prod_uc) it checks the
 workspace through its API (``--profile`` or the environment): the job is
@@ -28,7 +29,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from patronage import config, fs
+from patronage import config, fs, pt_sources
 from patronage import spark as spark_mod
 from patronage import tables as t
 
@@ -139,6 +140,18 @@ def _log_summary(df: DataFrame) -> str:
     return f"readable: {r['n']} rows, last run {r['last']}"
 
 
+def pt_source_check(spark: SparkSession, setting: str, value: str) -> Callable[[], str]:
+    """The PT source (table name or Delta path) is readable: its row count and last commit."""
+
+    def check() -> str:
+        src = pt_sources.source(setting, value)
+        n = pt_sources.read(spark, src).count()
+        last = pt_sources.delta_table(spark, src).history(1).collect()[0]["timestamp"]
+        return f"{src.describe()} readable: {n} rows, last commit {last}"
+
+    return check
+
+
 def run_checks(settings: config.Settings, spark: SparkSession) -> list[Result]:
     """Every check after settings resolved, in the runbook's order."""
     tables = t.Tables(spark, settings.catalog, settings.schema)
@@ -153,6 +166,13 @@ def run_checks(settings: config.Settings, spark: SparkSession) -> list[Result]:
         ),
         _guard("export directory", lambda: probe_directory(filesystem, settings.export_dir)),
         _guard("backup directory", lambda: probe_directory(filesystem, settings.backup_dir)),
+        *(
+            _guard(setting, pt_source_check(spark, setting, value))
+            for setting, value in (
+                ("pt_seed_table", settings.pt_seed_table),
+                ("pt_delta_table", settings.pt_delta_table),
+            )
+        ),
         *(
             _guard(name, _table_check(tables, name, summary, creatable))
             for name, summary in (

@@ -327,8 +327,9 @@ def run_job(
             "tasks": {},
         }
     log.info("run %s of job %s (target %s) starting", ctx.run_id, job, bundle.target)
-    save_record(state, record)
+    # Inputs the product refuses leave no run behind.
     hooks.prepare(bundle, state, repair=False)
+    save_record(state, record)
     to_run = set(only) if only else keys
     run = _Run(hooks, bundle, tasks, record, ctx, state, on_task)
     return run.execute_and_finish(to_run, only)

@@ -18,6 +18,8 @@ inputs:
   all succeeded when an inbound file was refused as a whole or too many of a
   file's rows were rejected; the message names each file, its counts by
   reason code and the rule. With ``reject_policy=warn`` it is only logged.
+- With ``ops_schema`` set, the operators' views (:mod:`patronage.ops_views`)
+  are refreshed after the row is written.
 - A rerun of finalize for the same run replaces that run's row (MERGE on
   ``run_id``). When the run failed, the row is written first and then
   finalize raises, so the job's outcome stays failed.
@@ -33,6 +35,7 @@ from typing import Any
 
 from pyspark.sql import functions as F
 
+from patronage import ops_views
 from patronage import reject_policy as policy
 from patronage import tables as t
 from patronage.errors import RunFailed
@@ -263,10 +266,20 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         policy.BREACHES: breaches,
     }
     log.info("run %s logged as %s", s.run_id, row["status"])
+    views_failed: Exception | None = None
+    if s.ops_schema:
+        try:
+            ops_views.refresh(ctx.tables, s.ops_schema)
+        except Exception as exc:  # reported after the run's own failure, which comes first
+            log.error("operators' views in %s not refreshed: %s", s.ops_schema,
+                      type(exc).__name__)
+            views_failed = exc
     if row["status"] != SUCCESS:
         # Our values first: the wrapper only records task_* values on failure.
         ctx.state.publish(TASK_KEY, published)
         raise RunFailed(f"run {s.run_id} failed: {row['error_message']}")
+    if views_failed is not None:
+        raise views_failed
     return published
 
 

@@ -41,7 +41,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from patronage import dmdc_format as fmt
-from patronage import rules
+from patronage import pt_sources, rules
 from patronage import tables as t
 from patronage.errors import FileSystemError, FreshnessGap
 from patronage.task import TaskContext, entry_point
@@ -223,12 +223,12 @@ def newest_processed(ctx: TaskContext) -> dict[str, dt.datetime]:
 
 
 def pt_last_change(spark: SparkSession, table: str) -> tuple[bool, dt.datetime | None]:
-    from delta.tables import DeltaTable
-
-    if not spark.catalog.tableExists(table):
+    """Whether the PT delta table (name or Delta path) exists, and its last data change."""
+    src = pt_sources.source("pt_delta_table", table)
+    if not pt_sources.exists(spark, src):
         return False, None
     row = (
-        DeltaTable.forName(spark, table)
+        pt_sources.delta_table(spark, src)
         .history()
         .where(~F.col("operation").isin(*sorted(MAINTENANCE_OPERATIONS)))
         .agg(F.max("timestamp").alias("last"))

@@ -15,10 +15,11 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from patronage import change_log as changelog
-from patronage.errors import InputError
 from patronage.ingest import csv_files as csv
 from patronage.ingest import row_rules as rr
 from patronage.ingest.template import COMMON_PUBLISHES, IngestInputs, IngestSpec, run_ingest
+from patronage.pt_sources import read as read_pt
+from patronage.pt_sources import source as pt_source
 from patronage.repositories.rejects import RejectReason
 from patronage.task import TaskContext, entry_point
 
@@ -286,12 +287,7 @@ def pt_sources(ctx: TaskContext, rebuild: bool) -> list[DataFrame]:
     s = ctx.settings
     names = [("pt_seed_table", s.pt_seed_table)] if rebuild else []
     names.append(("pt_delta_table", s.pt_delta_table))
-    out = []
-    for setting, name in names:
-        if not ctx.spark.catalog.tableExists(name):
-            raise InputError(f"PT table of setting '{setting}' does not exist: {name}")
-        out.append(ctx.spark.table(name))
-    return out
+    return [read_pt(ctx.spark, pt_source(setting, value)) for setting, value in names]
 
 
 def versions(inputs: IngestInputs) -> DataFrame:
