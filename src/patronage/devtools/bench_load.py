@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import os
 import shutil
 import time
 import uuid
@@ -75,6 +76,17 @@ def table_sizes(tables: t.Tables) -> dict[str, TableSize]:
     return out
 
 
+def jvm_cpu_seconds(spark: SparkSession) -> float | None:
+    """User + system CPU seconds of the driver JVM so far (Linux /proc), or None."""
+    try:
+        jvm: Any = spark.sparkContext._jvm
+        pid = int(jvm.java.lang.ProcessHandle.current().pid())
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def check(tables: t.Tables, what: str) -> float:
     """``patronage check`` on the target; raises when an invariant does not hold."""
     started = time.perf_counter()
@@ -110,12 +122,16 @@ class LoadBench:
     def run_day(self, index: int) -> Day:
         """One run of the job for run date ``index`` (0 = baseline), then the check."""
         date = run_date(index)
+        cpu_before = jvm_cpu_seconds(self.spark)
         started = time.perf_counter()
         result = runner.run_job(
             state_dir=self.state, target="local", variables={"schema": self.schema},
             run_date=date.isoformat(), bundle_dir=self.bundle_dir,
         )  # fmt: skip
         seconds = time.perf_counter() - started
+        cpu_after = jvm_cpu_seconds(self.spark)
+        cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+        load_average = os.getloadavg()[0]
         what = f"load day {index} (run date {date}, run {result.run_id})"
         if result.status != runner.SUCCESS:
             failed = {
@@ -140,6 +156,8 @@ class LoadBench:
             due="".join(letter for gate, letter in GATES.items() if found.get(gate)),
             check_seconds=check_seconds,
             tables=table_sizes(self.tables),
+            cpu_seconds=cpu,
+            load_average=load_average,
         )
 
     def cleanup(self) -> None:

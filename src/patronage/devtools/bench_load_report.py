@@ -46,6 +46,10 @@ class Day:
     due: str  # letters of the scheduled tasks due (GATES), "" for a plain day
     check_seconds: float
     tables: Mapping[str, TableSize]
+    #: CPU seconds the driver JVM (all of local Spark) used in the run: far less
+    #: sensitive than wall time to other work on a shared machine. None if unknown.
+    cpu_seconds: float | None = None
+    load_average: float | None = None  # 1-minute load average at the end of the run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +102,11 @@ def run_trend(days: Sequence[Day]) -> Trend:
     return trend([d.index for d in days], [d.seconds for d in days])
 
 
+def cpu_trend(days: Sequence[Day]) -> Trend:
+    known = [d for d in days if d.cpu_seconds is not None]
+    return trend([d.index for d in known], [float(d.cpu_seconds or 0.0) for d in known])
+
+
 def plain_trend(days: Sequence[Day]) -> Trend:
     """The trend of days on which no scheduled task was due (like for like)."""
     plain = [d for d in days if not d.due]
@@ -117,10 +126,14 @@ def _short(task: str) -> str:
     return {"edipi_backfill": "backfill", "dmdc_export": "export"}.get(task, task)
 
 
+def _num(value: float | None, width: int) -> str:
+    return f"{value:{width}.1f}" if value is not None else f"{'-':>{width}}"
+
+
 def day_lines(days: Sequence[Day]) -> list[str]:
     names = [*BOOKKEEPING, TARGET]
     head = (
-        f"{'day':>3} {'run_date':<10} {'due':<3} {'total s':>8} "
+        f"{'day':>3} {'run_date':<10} {'due':<3} {'total s':>8} {'cpu s':>7} {'load':>5} "
         + " ".join(f"{_short(k)[:10]:>10}" for k in TASKS)
         + f" {'check s':>7}  rows/version of " + ", ".join(n.removeprefix("patronage_")
                                                           for n in names)
@@ -133,6 +146,7 @@ def day_lines(days: Sequence[Day]) -> list[str]:
         )
         out.append(
             f"{d.index:>3} {d.run_date.isoformat():<10} {d.due:<3} {d.seconds:8.1f} "
+            f"{_num(d.cpu_seconds, 7)} {_num(d.load_average, 5)} "
             + " ".join(f"{d.tasks.get(k, 0.0):10.1f}" for k in TASKS)
             + f" {d.check_seconds:7.1f}  {sizes}"
         )
@@ -161,6 +175,7 @@ def report_lines(days: Sequence[Day], header: Sequence[str] = ()) -> list[str]:
     """The whole load report: per-day table, overall/plain/per-task trends, table growth."""
     out = [*header, "", *day_lines(days), ""]
     out.append(run_trend(days).line("run time"))
+    out.append(cpu_trend(days).line("  JVM CPU time"))
     out.append(plain_trend(days).line("  days with no scheduled task"))
     out.append("per task (slope s/day, mean s):")
     for task, tr in task_trends(days).items():
