@@ -78,3 +78,48 @@ def test_bench_command_accepts_the_load_profile():
     args = cli.build_parser().parse_args(
         ["bench", "--profile", "load", "--days", "3", "--veterans", "300"])  # fmt: skip
     assert (args.profile, args.days, args.veterans, args.caregivers) == ("load", 3, 300, None)
+
+
+@pytest.mark.spark
+@pytest.mark.e2e
+@pytest.mark.load
+def test_the_load_case_runs_the_job_day_after_day_and_checks_each_run(spark, tmp_path):
+    """Smoke of the code path (a baseline and one day at a few dozen veterans)."""
+    from pathlib import Path
+
+    seen: list[int] = []
+    result = load.run_load(
+        spark, tmp_path / "load", load.LoadSizes(40, 8, 1),
+        bundle_dir=Path(__file__).resolve().parents[1], on_day=lambda d: seen.append(d.index),
+    )  # fmt: skip
+    assert seen == [0, 1] and [d.index for d in result.days] == [1]
+    first = result.days[0]
+    assert first.run_date == load.run_date(1) and first.seconds > 0 and first.check_seconds > 0
+    assert set(first.tasks) == set(rep.TASKS)
+    # The baseline and the day each left a row in the pipeline log and files in the ledger.
+    assert first.tables["patronage_pipeline_log"].rows == 2
+    assert first.tables["patronage_file_ledger"].rows > result.baseline.tables[
+        "patronage_file_ledger"].rows  # fmt: skip
+    assert not (tmp_path / "load").exists()  # cleaned up
+    assert "run time" in "\n".join(rep.report_lines(result.days))
+
+
+@pytest.mark.spark
+def test_a_failed_invariant_stops_the_load_loudly(tables):
+    from patronage import tables as t
+    from patronage.errors import IntegrityError
+
+    def active(day: int) -> dict:
+        r = dict.fromkeys(t.TARGET_COLUMNS)
+        r.update(Batch_CD="SCD", ICN="1000000001", participant_id="P1", PT_Indicator="N",
+                 SDP_Event_Created_Timestamp=dt.datetime(2025, 3, day, 6),
+                 RecordLastUpdated=dt.date(2025, 3, day), RecordStatus=True, sentToDoD=False,
+                 RecordChangeStatus="New Record")  # fmt: skip
+        return r
+
+    load.check(tables, "load day 2")  # an empty target holds every invariant
+    # Two active rows of one participant: the load must stop, naming the day and the rule.
+    tables.append(t.PATRONAGE_UNIFIED,
+                  tables.spark.createDataFrame([active(1), active(2)], t.TARGET_SCHEMA))
+    with pytest.raises(IntegrityError, match="load day 3.*one_active_row_per_business_key"):
+        load.check(tables, "load day 3")
