@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -53,6 +54,7 @@ def test_report_names_every_day_the_trends_and_the_table_growth():
     for d in days:
         assert f"{d.run_date.isoformat()}" in text
     assert "slope +1.000 s/day" in text
+    assert "second half, run time (n=3): first 13.0s, last 15.0s" in text
     assert "patronage_file_ledger" in text and "4 ->        20 (       +4)" in text
     assert "v1->v5" in text
 
@@ -123,3 +125,11 @@ def test_a_failed_invariant_stops_the_load_loudly(tables):
                   tables.spark.createDataFrame([active(1), active(2)], t.TARGET_SCHEMA))
     with pytest.raises(IntegrityError, match="load day 3.*one_active_row_per_business_key"):
         load.check(tables, "load day 3")
+
+
+def test_cpu_trend_uses_only_days_with_a_cpu_figure():
+    days = [dataclasses.replace(day(i, 10.0), cpu_seconds=c)
+            for i, c in ((1, 5.0), (2, None), (3, 7.0))]  # fmt: skip
+    tr = rep.cpu_trend(days)
+    assert (tr.n, tr.first, tr.last, tr.slope) == (2, 5.0, 7.0, 1.0)
+    assert "    5.0" in rep.day_lines(days)[1] and "      -" in rep.day_lines(days)[2]

@@ -176,6 +176,11 @@ def report_lines(days: Sequence[Day], header: Sequence[str] = ()) -> list[str]:
     out = [*header, "", *day_lines(days), ""]
     out.append(run_trend(days).line("run time"))
     out.append(cpu_trend(days).line("  JVM CPU time"))
+    # The first days also carry JIT and cache warm-up (a falling start); a cost
+    # that grows with past runs shows in the second half as well.
+    late = list(days[len(days) // 2:])
+    out.append(run_trend(late).line("  second half, run time"))
+    out.append(cpu_trend(late).line("  second half, JVM CPU time"))
     out.append(plain_trend(days).line("  days with no scheduled task"))
     out.append("per task (slope s/day, mean s):")
     for task, tr in task_trends(days).items():
