@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from patronage.checks import Check, CheckStatus
 from patronage.localjobs.bundle import DEFAULT_TARGET, Bundle
 from patronage.localjobs.dag import downstream, job_tasks, topological_order
 from patronage.workspace import EXISTS, MISSING, Workspace, WorkspaceError
@@ -26,7 +27,7 @@ REPAIRABLE = frozenset(
 )  # fmt: skip
 _ENDED = frozenset({"TERMINATED", "INTERNAL_ERROR", "SKIPPED"})
 
-PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+PASS, FAIL, SKIP = CheckStatus.PASS, CheckStatus.FAIL, CheckStatus.SKIP
 
 
 def is_workspace_target(target: str) -> bool:
@@ -157,15 +158,6 @@ def repair(
 # Preflight
 # --------------------------------------------------------------------------
 
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    name: str
-    status: str
-    detail: str
-
-    def line(self) -> str:
-        return f"{self.status}  {self.name}: {self.detail}"
 
 
 #: Inputs that must exist (directory, or file for the seed) and outputs created on first write.

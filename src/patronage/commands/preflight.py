@@ -21,7 +21,6 @@ the target's Spark, so they run only on the workspace's compute.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -32,19 +31,7 @@ from pyspark.sql import functions as F
 from patronage import config, fs, pt_sources
 from patronage import spark as spark_mod
 from patronage import tables as t
-
-PASS = "PASS"
-FAIL = "FAIL"
-
-
-@dataclasses.dataclass(frozen=True)
-class Result:
-    name: str
-    ok: bool
-    detail: str
-
-    def line(self) -> str:
-        return f"{PASS if self.ok else FAIL}  {self.name}: {self.detail}"
+from patronage.checks import Check, CheckStatus, passed, verdict
 
 
 def register(subparsers: Any) -> None:
@@ -59,13 +46,13 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=main)
 
 
-def _guard(name: str, check: Callable[[], str]) -> Result:
+def _guard(name: str, check: Callable[[], str]) -> Check:
     """Run one check; any exception is that check's FAIL, the others still run."""
     try:
-        return Result(name, True, check())
+        return passed(name, True, check())
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:300]
-        return Result(name, False, f"{type(exc).__name__}: {first}")
+        return passed(name, False, f"{type(exc).__name__}: {first}")
 
 
 def probe_directory(filesystem: fs.FileSystem, directory: str) -> str:
@@ -152,13 +139,13 @@ def pt_source_check(spark: SparkSession, setting: str, value: str) -> Callable[[
     return check
 
 
-def run_checks(settings: config.Settings, spark: SparkSession) -> list[Result]:
+def run_checks(settings: config.Settings, spark: SparkSession) -> list[Check]:
     """Every check after settings resolved, in the runbook's order."""
     tables = t.Tables(spark, settings.catalog, settings.schema)
     filesystem = fs.filesystem_for(spark)
     creatable = _once(lambda: probe_create(tables))
     return [
-        Result(
+        passed(
             "settings",
             True,
             f"{settings.catalog}.{settings.schema}; export_dir {settings.export_dir}; "
@@ -193,21 +180,24 @@ def workspace_main(args: argparse.Namespace) -> int:
     bundle = runner.load_bundle(
         args.bundle_dir, args.target, runner.parse_assignments(args.var, "--var")
     )
-    lines = [r.line() for r in deployment.preflight_checks(
-        Workspace.connect(getattr(args, "profile", None)), bundle, args.job)]  # fmt: skip
+    checks = deployment.preflight_checks(
+        Workspace.connect(getattr(args, "profile", None)), bundle, args.job)  # fmt: skip
     if spark_mod.on_databricks():
         settings, spark = runner.resolve_settings(args, run_id="preflight")
-        lines += [r.line() for r in run_checks(settings, spark)]
+        checks += run_checks(settings, spark)
     else:
-        lines.append(deployment.Check(
-            "tables and directories", deployment.SKIP,
+        checks.append(Check(
+            "tables and directories", CheckStatus.SKIP,
             "the write and table probes need the target's Spark: run this on its compute",
-        ).line())  # fmt: skip
-    for line in lines:
-        print(line)
-    failed = [line.split(":", 1)[0][6:] for line in lines if line.startswith(FAIL)]
-    print(f"preflight: {'FAIL (' + ', '.join(failed) + ')' if failed else 'PASS'}")
-    return 1 if failed else 0
+        ))  # fmt: skip
+    return _report(checks)
+
+
+def _report(checks: list[Check]) -> int:
+    for c in checks:
+        print(c.line())
+    print(verdict(checks))
+    return 0 if all(c.ok for c in checks) else 1
 
 
 def main(args: argparse.Namespace) -> int:
@@ -218,11 +208,6 @@ def main(args: argparse.Namespace) -> int:
     try:
         settings, spark = runner.resolve_settings(args, run_id="preflight")
     except Exception as exc:
-        print(Result("settings", False, f"{type(exc).__name__}: {exc}").line())
+        print(passed("settings", False, f"{type(exc).__name__}: {exc}").line())
         return 1
-    results = run_checks(settings, spark)
-    for r in results:
-        print(r.line())
-    failed = [r.name for r in results if not r.ok]
-    print(f"preflight: {'FAIL (' + ', '.join(failed) + ')' if failed else 'PASS'}")
-    return 1 if failed else 0
+    return _report(run_checks(settings, spark))
