@@ -80,7 +80,7 @@ class Report:
             rounds = " ".join(f"{s:.1f}" for s in c.seconds)
             heap = f"{c.peak_heap / mib:8,.0f} MiB" if c.peak_heap else "(in update)"
             out.append(f"{c.name:<28} {c.best:7.2f}  [{rounds}]  {heap}")
-            for task in ("ingest_scd", "ingest_cg", "merge"):
+            for task in ("ingest_scd", "ingest_cg", "merge", "bare_ingest"):
                 d = c.best_detail.get(task)
                 if d:
                     parts = ", ".join(f"{k} {v:.2f}" for k, v in d["phases"].items())

@@ -30,24 +30,44 @@ Rule = tuple[Column, RejectReason, str]
 NARROW_MAX_KEYS = 1_000_000
 
 
+def run_keys(
+    keys: DataFrame, column: str, keep: Callable[[DataFrame], DataFrame]
+) -> tuple[DataFrame, bool]:
+    """The run's distinct keys (kept for the task), and whether they are few enough to broadcast.
+
+    One small count decides: a run with more than :data:`NARROW_MAX_KEYS` keys (a
+    re-delivered population) joins the large tables by shuffle instead.
+    """
+    distinct = keep(keys.select(column).where(F.col(column).isNotNull()).distinct())
+    return distinct, distinct.count() <= NARROW_MAX_KEYS
+
+
+def narrow_to(
+    table: DataFrame, keys: DataFrame, column: str, keep: Callable[[DataFrame], DataFrame]
+) -> DataFrame:
+    """``table`` cut down to ``keys`` by a broadcast semi-join, kept (cached) for the task.
+
+    The table is scanned once and never shuffled, and the joins after it work on
+    the day's few keys, not the whole population. Without ``keep`` every use of
+    the result would scan the table again, as each use pushes its own filters
+    into the scan.
+    """
+    return F.broadcast(keep(table.join(F.broadcast(keys), column, "left_semi")))
+
+
 def narrower(
     keys: DataFrame, column: str, keep: Callable[[DataFrame], DataFrame]
 ) -> Callable[[DataFrame], DataFrame] | None:
     """How to cut a large table (active target, lookup) down to the run's keys, if few.
 
-    The returned function is a broadcast semi-join whose (small) result is kept by
-    ``keep`` (cached for the task): the table is scanned once and never shuffled,
-    and the joins after it work on the day's few keys, not the whole population.
-    Without ``keep`` every use of the result would scan the table again, as each
-    use pushes its own filters into the scan. None when the run has more than
-    :data:`NARROW_MAX_KEYS` distinct keys (one small count decides).
+    None when the run has more than :data:`NARROW_MAX_KEYS` distinct keys.
     """
-    distinct = keep(keys.select(column).where(F.col(column).isNotNull()).distinct())
-    if distinct.count() > NARROW_MAX_KEYS:
+    distinct, few = run_keys(keys, column, keep)
+    if not few:
         return None
 
     def narrow(table: DataFrame) -> DataFrame:
-        return F.broadcast(keep(table.join(F.broadcast(distinct), column, "left_semi")))
+        return narrow_to(table, distinct, column, keep)
 
     return narrow
 

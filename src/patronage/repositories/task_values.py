@@ -16,7 +16,7 @@ import json
 import logging
 from typing import Any
 
-from pyspark.sql import Window
+from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from patronage import tables as t
@@ -64,18 +64,7 @@ class RunState:
 
     def get_all(self) -> dict[str, dict[str, Any]]:
         """``{task_key: {name: value}}`` for this run, newest value per name."""
-        df = self.tables.read(t.TASK_VALUES).where(F.col("run_id") == self.run_id)
-        w = Window.partitionBy("task_key", "name").orderBy(F.col("recorded_at").desc())
-        rows = (
-            df.withColumn("_rn", F.row_number().over(w))
-            .where(F.col("_rn") == 1)
-            .select("task_key", "name", "value_json")
-            .collect()
-        )
-        out: dict[str, dict[str, Any]] = {}
-        for r in rows:
-            out.setdefault(r["task_key"], {})[r["name"]] = json.loads(r["value_json"])
-        return out
+        return newest(self.tables, F.col("run_id") == self.run_id).get(self.run_id, {})
 
     def published_at(self, name: str, except_task: str) -> list[tuple[Any, dt.datetime]]:
         """(value, recorded_at) of every value ``name`` of this run, any attempt, any task
@@ -101,7 +90,8 @@ class RunState:
 
     def get(self, task_key: str) -> dict[str, Any]:
         """Values one upstream task published; error if it published none."""
-        values = self.get_all().get(task_key)
+        where = (F.col("run_id") == self.run_id) & (F.col("task_key") == task_key)
+        values = newest(self.tables, where).get(self.run_id, {}).get(task_key)
         if not values:
             raise IntegrityError(
                 f"task '{task_key}' has published no values for run {self.run_id}; "
@@ -118,21 +108,32 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def newest(tables: t.Tables, where: Column) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{run_id: {task_key: {name: value}}}`` of the rows matching ``where``, newest per name.
+
+    A run holds a few hundred rows at most (tasks x values x attempts), so the
+    newest per name is picked here rather than by a window, which would cost a
+    shuffle in every task that reads its upstream values.
+    """
+    rows = (
+        tables.read(t.TASK_VALUES)
+        .where(where)
+        .select("run_id", "task_key", "name", "value_json", "recorded_at")
+        .collect()
+    )
+    latest: dict[tuple[str, str, str], Any] = {}
+    for r in rows:
+        key = (r["run_id"], r["task_key"], r["name"])
+        if key not in latest or r["recorded_at"] > latest[key]["recorded_at"]:
+            latest[key] = r
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (run_id, task_key, name), r in sorted(latest.items()):
+        out.setdefault(run_id, {}).setdefault(task_key, {})[name] = json.loads(r["value_json"])
+    return out
+
+
 def values_of_runs(tables: t.Tables, run_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
     """``{run_id: {task_key: {name: value}}}`` for several runs in one read, newest per name."""
     if not run_ids:
         return {}
-    df = tables.read(t.TASK_VALUES).where(F.col("run_id").isin(*run_ids))
-    w = Window.partitionBy("run_id", "task_key", "name").orderBy(F.col("recorded_at").desc())
-    rows = (
-        df.withColumn("_rn", F.row_number().over(w))
-        .where(F.col("_rn") == 1)
-        .select("run_id", "task_key", "name", "value_json")
-        .collect()
-    )
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for r in rows:
-        out.setdefault(r["run_id"], {}).setdefault(r["task_key"], {})[r["name"]] = json.loads(
-            r["value_json"]
-        )
-    return out
+    return newest(tables, F.col("run_id").isin(*run_ids))

@@ -112,6 +112,24 @@ def identity_by_participant(lookup: DataFrame) -> DataFrame:
     )
 
 
+def participant_state(
+    keys: DataFrame, active: DataFrame, lookup: DataFrame, pt: DataFrame
+) -> DataFrame:
+    """One row per participant of the run: its active row, its identity and a PT source Y.
+
+    ``keys``: distinct participant_id; ``pt``: participant_id, _pt_src. Only a PT
+    source Y changes anything (SPEC 6.7 and sticky Y), so other flags are dropped
+    here. Every rule reads the state from this one frame: the large tables are
+    joined once, not once per rule.
+    """
+    pt_y = pt.where(F.col("_pt_src") == "Y").select(PID, "_pt_src")
+    return (
+        keys.join(active_state(active), PID, "left")
+        .join(identity_by_participant(lookup), PID, "left")
+        .join(pt_y, PID, "left")
+    )
+
+
 def latest_per_file(valid: DataFrame) -> DataFrame:
     """SPEC §6.2: one row per participant and file: latest date, highest percent, later row."""
     return rr.latest_per_file(
@@ -119,18 +137,13 @@ def latest_per_file(valid: DataFrame) -> DataFrame:
     )
 
 
-def scd_versions(
-    valid: DataFrame,
-    active: DataFrame,
-    lookup: DataFrame,
-    pt: DataFrame,
-    files: DataFrame,
-) -> DataFrame:
+def scd_versions(valid: DataFrame, state: DataFrame, files: DataFrame) -> DataFrame:
     """Every change of the run: staged versions (``_resolved``) and unresolved identities.
 
     ``valid``: validated rows (participant_id, _pct, _pct_num, _date, file_order,
-    row_number, raw_row); ``active``: active SCD target rows; ``pt``: participant_id,
-    _pt_src; ``files``: the run's readable files (file_order, _path, _file_ts).
+    row_number, raw_row); ``state``: :func:`participant_state` of every participant
+    with a row in the run or a PT source Y; ``files``: the run's readable files
+    (file_order, _path, _file_ts).
 
     Applying the files one at a time, per participant, implies (SPEC §6):
 
@@ -146,16 +159,14 @@ def scd_versions(
       compared with the active row and rejected, file after file.
     """
     key_cols = [PID]
-    a = active_state(active)
-    ident = identity_by_participant(lookup)
 
     # §6.7 candidates: PT source Y, active row whose PT is not Y. They enter the
     # row stream as pseudo-rows (no percent, no date) in the files where they
     # have no row, BEFORE the per-file window, so one shuffle serves all windows.
-    cand = (
-        a.join(pt.where(F.col("_pt_src") == "Y"), key_cols)
-        .where(~F.col("_a_pt").eqNullSafe(F.lit("Y")))
-        .join(ident, key_cols, "left")
+    cand = state.where(
+        (F.col("_pt_src") == "Y")
+        & F.coalesce(F.col("_a_exists"), F.lit(False))
+        & ~F.col("_a_pt").eqNullSafe(F.lit("Y"))
     )
     cand_resolved = F.coalesce(F.col("_l_icn"), F.col("_a_icn")).isNotNull()
     first_file = files.agg(F.min(csv.FILE_ORDER).alias(csv.FILE_ORDER))
@@ -179,7 +190,7 @@ def scd_versions(
     )
     stream = valid.select(*stream_cols, F.lit(False).alias(IS_PTD)).unionByName(ptd_rows)
     d = latest_per_file(stream).drop(PCT_NUM)
-    e = d.join(a, key_cols, "left").join(ident, key_cols, "left").join(pt, key_cols, "left")
+    e = d.join(state, key_cols, "left")
 
     a_exists = F.coalesce(F.col("_a_exists"), F.lit(False))
     resolved = F.coalesce(F.col("_l_icn"), F.col("_a_icn")).isNotNull()
@@ -295,11 +306,20 @@ def versions(inputs: IngestInputs) -> DataFrame:
     active, lookup = inputs.active, inputs.lookup
     # Only participants with a row in the run, or PT Y (a PT-driven change,
     # SPEC 6.7), can change: the rest of the population is never joined.
-    keys = inputs.valid.select(PID).unionByName(pt.where(F.col("_pt_src") == "Y").select(PID))
-    narrow = None if inputs.rebuild else rr.narrower(keys, PID, inputs.keep)
-    if narrow is not None:
-        active, lookup, pt = narrow(active), narrow(lookup), narrow(pt)
-    return scd_versions(inputs.valid, active, lookup, pt, inputs.files)
+    pt = inputs.keep(pt.where(F.col("_pt_src") == "Y"))
+    keys = inputs.valid.select(PID).unionByName(pt.select(PID))
+    if inputs.rebuild:
+        # The whole population is in the run: shuffle joins, nothing to narrow.
+        state = inputs.keep(participant_state(keys.distinct(), active, lookup, pt))
+        return scd_versions(inputs.valid, state, inputs.files)
+    keys, few = rr.run_keys(keys, PID, inputs.keep)
+    if few:
+        active = rr.narrow_to(active, keys, PID, inputs.keep)
+        lookup = rr.narrow_to(lookup, keys, PID, inputs.keep)
+        pt = F.broadcast(pt)
+        keys = F.broadcast(keys)
+    state = inputs.keep(participant_state(keys, active, lookup, pt))
+    return scd_versions(inputs.valid, F.broadcast(state) if few else state, inputs.files)
 
 
 SPEC = IngestSpec(
