@@ -35,6 +35,7 @@ from patronage import phases, scd2
 from patronage import tables as t
 from patronage.devtools import bench_data as data
 from patronage.devtools.bench_data import Sizes
+from patronage.devtools.bench_engine import bare_ingest
 from patronage.devtools.bench_report import HeapSampler, Ratio, Report, max_heap
 from patronage.repositories.staging import Staging
 from patronage.repositories.task_values import RunState
@@ -249,55 +250,6 @@ class Bench:
                 *[F.sum(F.length(c)) for c in columns]).collect()  # fmt: skip
         return time.perf_counter() - started
 
-    def bare_ingest(self, files: Files) -> tuple[float, dict[str, Any]]:
-        """What any SCD ingest must do with Delta, and nothing else.
-
-        Read the run's ledger rows, read the files, read the active rows and the
-        lookup of the files' participants, and write the result in the commits the
-        job's contract asks of an ingest: the staged versions, the rejects, the
-        ledger's events and the task values (one commit each). No rules: every
-        row is "staged" as read, joined to its state.
-        """
-        from pyspark.sql import functions as F
-
-        spark, pid = self.spark, "participant_id"
-        detail: dict[str, float] = {}
-        clock = time.perf_counter()
-        started = clock
-
-        def lap(name: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            detail[name] = round(now - clock, 3)
-            clock = now
-
-        self.tables.read(t.FILE_LEDGER).where(F.col("source") == "SCD").select(
-            "path", "status", "run_id").collect()  # fmt: skip
-        lap("ledger read")
-        rows = (
-            spark.read.option("header", True).csv([p.as_posix() for p, _, _ in files])
-            .select(F.col("PTCPNT_ID").alias(pid), "CMBNED_DEGREE_DSBLTY", "DSBL_DTR_DT",
-                    F.input_file_name().alias("filename"))
-        )  # fmt: skip
-        keys = F.broadcast(rows.select(pid).distinct())
-        target = self.tables.read(t.PATRONAGE_UNIFIED)
-        active = target.where(F.col("RecordStatus") & (F.col("Batch_CD") == "SCD")).select(
-            pid, "ICN", "edipi", "SC_Combined_Disability_Percentage", "PT_Indicator",
-            "Status_Begin_Date", "Status_Last_Update").join(keys, pid, "left_semi")  # fmt: skip
-        lookup = self.tables.read(t.CORRELATION_LOOKUP).select(
-            pid, F.col("MVIPersonICN"), F.col("edipi").alias("lookup_edipi")
-        ).join(keys, pid, "left_semi")
-        staged = rows.join(F.broadcast(active), pid, "left").join(F.broadcast(lookup), pid, "left")
-        out = f"spark_catalog.`{self.schema}`.`bench_bare_%s`"
-        staged.write.format("delta").mode("append").saveAsTable(out % "staging")
-        lap("files + state + staging write")
-        for name in ("rejects", "ledger", "task_values"):
-            spark.createDataFrame([(name, 1)], "what STRING, n INT").write.format(
-                "delta").mode("append").saveAsTable(out % name)  # fmt: skip
-            lap(f"{name} commit")
-        seconds = time.perf_counter() - started
-        return seconds, {"bare_ingest": {"seconds": seconds, "phases": detail}}
-
     def not_due(self) -> float:
         """A task that has nothing to do today, inside the task wrapper."""
         from patronage.stages import backup
@@ -365,8 +317,8 @@ def run_bench(
             _measure(cases["bare_merge"], lambda d=day: plain.bare_merge(d["run_id"]))
             plain.restore(v_plain)
             _measure(cases["state_reads"], lambda: plain.state_reads(scd1))
-            _measure(cases["bare_ingest"], lambda: plain.bare_ingest(scd1))
-            _measure(cases[many_bare], lambda: plain.bare_ingest(plain.scd_files))
+            _measure(cases["bare_ingest"], lambda: bare_ingest(plain, scd1))
+            _measure(cases[many_bare], lambda: bare_ingest(plain, plain.scd_files))
             ten = _measure(cases[many], lambda: plain.update_run(plain.scd_files, cg1))
             plain.restore(v_plain)
             _measure(cases[f"bare_merge_{sizes.files}_files"],

@@ -1,0 +1,62 @@
+"""The engine's own cost of an ingest, for ``patronage bench`` to measure the pipeline against."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from patronage import tables as t
+
+if TYPE_CHECKING:
+    from patronage.devtools.benchmark import Bench, Files
+
+
+def bare_ingest(bench: Bench, files: Files) -> tuple[float, dict[str, Any]]:
+    """What any SCD ingest must do with Delta, and nothing else.
+
+    Read the run's ledger rows, read the files, read the active rows and the
+    lookup of the files' participants, and write the result in the commits the
+    job's contract asks of an ingest: the staged versions, the rejects, the
+    ledger's events and the task values (one commit each). No rules: every
+    row is "staged" as read, joined to its state.
+    """
+    from pyspark.sql import functions as F
+
+    spark, pid = bench.spark, "participant_id"
+    detail: dict[str, float] = {}
+    clock = time.perf_counter()
+    started = clock
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        detail[name] = round(now - clock, 3)
+        clock = now
+
+    bench.tables.read(t.FILE_LEDGER).where(F.col("source") == "SCD").select(
+        "path", "status", "run_id").collect()  # fmt: skip
+    lap("ledger read")
+    rows = (
+        spark.read.option("header", True).csv([p.as_posix() for p, _, _ in files])
+        .select(F.col("PTCPNT_ID").alias(pid), "CMBNED_DEGREE_DSBLTY", "DSBL_DTR_DT",
+                F.input_file_name().alias("filename"))
+    )  # fmt: skip
+    keys = F.broadcast(rows.select(pid).distinct())
+    target = bench.tables.read(t.PATRONAGE_UNIFIED)
+    active = target.where(F.col("RecordStatus") & (F.col("Batch_CD") == "SCD")).select(
+        pid, "ICN", "edipi", "SC_Combined_Disability_Percentage", "PT_Indicator",
+        "Status_Begin_Date", "Status_Last_Update").join(keys, pid, "left_semi")  # fmt: skip
+    lookup = bench.tables.read(t.CORRELATION_LOOKUP).select(
+        pid, F.col("MVIPersonICN"), F.col("edipi").alias("lookup_edipi")
+    ).join(keys, pid, "left_semi")
+    staged = rows.join(F.broadcast(active), pid, "left").join(F.broadcast(lookup), pid, "left")
+    out = f"spark_catalog.`{bench.schema}`.`bench_bare_%s`"
+    staged.write.format("delta").mode("append").saveAsTable(out % "staging")
+    lap("files + state + staging write")
+    for name in ("rejects", "ledger", "task_values"):
+        spark.createDataFrame([(name, 1)], "what STRING, n INT").write.format(
+            "delta").mode("append").saveAsTable(out % name)  # fmt: skip
+        lap(f"{name} commit")
+    seconds = time.perf_counter() - started
+    return seconds, {"bare_ingest": {"seconds": seconds, "phases": detail}}
+
