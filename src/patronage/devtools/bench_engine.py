@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from patronage import tables as t
+from patronage.phases import Phases
 
 if TYPE_CHECKING:
     from patronage.devtools.benchmark import Bench, Files
@@ -23,15 +24,9 @@ def bare_ingest(bench: Bench, files: Files) -> tuple[float, dict[str, Any]]:
     from pyspark.sql import functions as F
 
     spark, pid = bench.spark, "participant_id"
-    detail: dict[str, float] = {}
-    clock = time.perf_counter()
-    started = clock
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        detail[name] = round(now - clock, 3)
-        clock = now
+    started = time.perf_counter()
+    phases = Phases("bare_ingest")
+    lap = phases.lap
 
     bench.tables.read(t.FILE_LEDGER).where(F.col("source") == "SCD").select(
         "path", "status", "run_id").collect()  # fmt: skip
@@ -58,5 +53,5 @@ def bare_ingest(bench: Bench, files: Files) -> tuple[float, dict[str, Any]]:
             "delta").mode("append").saveAsTable(out % name)  # fmt: skip
         lap(f"{name} commit")
     seconds = time.perf_counter() - started
-    return seconds, {"bare_ingest": {"seconds": seconds, "phases": detail}}
+    return seconds, {"bare_ingest": {"seconds": seconds, "phases": phases.seconds}}
 

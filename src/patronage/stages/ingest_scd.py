@@ -113,16 +113,15 @@ def identity_by_participant(lookup: DataFrame) -> DataFrame:
 
 
 def participant_state(
-    keys: DataFrame, active: DataFrame, lookup: DataFrame, pt: DataFrame
+    keys: DataFrame, active: DataFrame, lookup: DataFrame, pt_y: DataFrame
 ) -> DataFrame:
     """One row per participant of the run: its active row, its identity and a PT source Y.
 
-    ``keys``: distinct participant_id; ``pt``: participant_id, _pt_src. Only a PT
-    source Y changes anything (SPEC 6.7 and sticky Y), so other flags are dropped
-    here. Every rule reads the state from this one frame: the large tables are
-    joined once, not once per rule.
+    ``keys``: distinct participant_id; ``pt_y``: the :func:`pt_flags` rows that say
+    Y (only a PT source Y changes anything: SPEC 6.7 and sticky Y). Every rule
+    reads the state from this one frame: the large tables are joined once, not
+    once per rule.
     """
-    pt_y = pt.where(F.col("_pt_src") == "Y").select(PID, "_pt_src")
     return (
         keys.join(active_state(active), PID, "left")
         .join(identity_by_participant(lookup), PID, "left")
@@ -159,14 +158,13 @@ def scd_versions(valid: DataFrame, state: DataFrame, files: DataFrame) -> DataFr
       compared with the active row and rejected, file after file.
     """
     key_cols = [PID]
+    a_exists = F.coalesce(F.col("_a_exists"), F.lit(False))
 
     # §6.7 candidates: PT source Y, active row whose PT is not Y. They enter the
     # row stream as pseudo-rows (no percent, no date) in the files where they
     # have no row, BEFORE the per-file window, so one shuffle serves all windows.
     cand = state.where(
-        (F.col("_pt_src") == "Y")
-        & F.coalesce(F.col("_a_exists"), F.lit(False))
-        & ~F.col("_a_pt").eqNullSafe(F.lit("Y"))
+        (F.col("_pt_src") == "Y") & a_exists & ~F.col("_a_pt").eqNullSafe(F.lit("Y"))
     )
     cand_resolved = F.coalesce(F.col("_l_icn"), F.col("_a_icn")).isNotNull()
     first_file = files.agg(F.min(csv.FILE_ORDER).alias(csv.FILE_ORDER))
@@ -192,7 +190,6 @@ def scd_versions(valid: DataFrame, state: DataFrame, files: DataFrame) -> DataFr
     d = latest_per_file(stream).drop(PCT_NUM)
     e = d.join(state, key_cols, "left")
 
-    a_exists = F.coalesce(F.col("_a_exists"), F.lit(False))
     resolved = F.coalesce(F.col("_l_icn"), F.col("_a_icn")).isNotNull()
     pt_run = F.when((F.col("_a_pt") == "Y") | (F.col("_pt_src") == "Y"), "Y").otherwise("N")
     w = Window.partitionBy(PID).orderBy(csv.FILE_ORDER)
@@ -306,19 +303,18 @@ def versions(inputs: IngestInputs) -> DataFrame:
     active, lookup = inputs.active, inputs.lookup
     # Only participants with a row in the run, or PT Y (a PT-driven change,
     # SPEC 6.7), can change: the rest of the population is never joined.
-    pt = inputs.keep(pt.where(F.col("_pt_src") == "Y"))
-    keys = inputs.valid.select(PID).unionByName(pt.select(PID))
+    pt_y = inputs.keep(pt.where(F.col("_pt_src") == "Y"))
+    keys = inputs.valid.select(PID).unionByName(pt_y.select(PID))
     if inputs.rebuild:
         # The whole population is in the run: shuffle joins, nothing to narrow.
-        state = inputs.keep(participant_state(keys.distinct(), active, lookup, pt))
-        return scd_versions(inputs.valid, state, inputs.files)
-    keys, few = rr.run_keys(keys, PID, inputs.keep)
+        keys, few = keys.distinct(), False
+    else:
+        keys, few = rr.run_keys(keys, PID, inputs.keep)
     if few:
         active = rr.narrow_to(active, keys, PID, inputs.keep)
         lookup = rr.narrow_to(lookup, keys, PID, inputs.keep)
-        pt = F.broadcast(pt)
-        keys = F.broadcast(keys)
-    state = inputs.keep(participant_state(keys, active, lookup, pt))
+        pt_y = F.broadcast(pt_y)
+    state = inputs.keep(participant_state(keys, active, lookup, pt_y))
     return scd_versions(inputs.valid, F.broadcast(state) if few else state, inputs.files)
 
 
