@@ -24,11 +24,13 @@ def test_the_bench_measures_every_case_against_the_engine_references(spark, tmp_
     assert all(c.seconds and c.best > 0 for c in report.cases.values())
     update = report.cases["update"].best_detail
     assert update["ingest_scd"]["staged_rows"] > 0 and set(update["merge"]["phases"])
-    bare = report.cases["bare_ingest"].best_detail["bare_ingest"]["phases"]
-    assert list(bare) == ["ledger read", "files + state + staging write", "rejects commit",
-                          "ledger commit", "task_values commit"]  # fmt: skip
+    for case in ("bare_ingest", "bare_ingest_by_run"):
+        bare = report.cases[case].best_detail["bare_ingest"]["phases"]
+        assert list(bare) == ["ledger read", "files + state + staging write", "rejects commit",
+                              "ledger commit", "task_values commit"]  # fmt: skip
     names = [r.name.strip() for r in report.ratios]
     assert "ingest_scd vs floor" in names and "(engine: bare ingest vs floor)" in names
+    assert "(engine: replace by run vs append)" in names
     text = "\n".join(report.lines())
     assert "bare_ingest_2_files" in text and "target <=" in text
     assert not (tmp_path / "bench").exists()  # cleaned up

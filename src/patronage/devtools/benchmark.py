@@ -303,9 +303,10 @@ def run_bench(
 
         many = f"update_{sizes.files}_files"
         many_bare = f"bare_ingest_{sizes.files}_files"
-        names = ("floor_scd", "state_reads", "bare_ingest", "floor", "ingest_scd", "merge_task",
-                 "update", "bare_merge", "update_with_history", "bare_merge_with_history", many,
-                 many_bare, f"bare_merge_{sizes.files}_files", "not_due_task")  # fmt: skip
+        names = ("floor_scd", "state_reads", "bare_ingest", "bare_ingest_by_run", "floor",
+                 "ingest_scd", "merge_task", "update", "bare_merge", "update_with_history",
+                 "bare_merge_with_history", many, many_bare, f"bare_merge_{sizes.files}_files",
+                 "not_due_task")  # fmt: skip
         cases = {n: Case(n) for n in names}
         for _ in range(repeat):
             _measure(cases["floor_scd"], lambda: plain.floor(scd1))
@@ -318,6 +319,7 @@ def run_bench(
             plain.restore(v_plain)
             _measure(cases["state_reads"], lambda: plain.state_reads(scd1))
             _measure(cases["bare_ingest"], lambda: bare_ingest(plain, scd1))
+            _measure(cases["bare_ingest_by_run"], lambda: bare_ingest(plain, scd1, by_run=True))
             _measure(cases[many_bare], lambda: bare_ingest(plain, plain.scd_files))
             ten = _measure(cases[many], lambda: plain.update_run(plain.scd_files, cg1))
             plain.restore(v_plain)
@@ -351,6 +353,10 @@ def run_bench(
                   "bare_ingest / floor_scd"),
             Ratio("  (ingest_scd vs bare ingest)", c["ingest_scd"], c["bare_ingest"], 1.5,
                   "ingest_scd / bare_ingest"),
+            Ratio("  (engine: replace by run vs append)", c["bare_ingest_by_run"],
+                  c["bare_ingest"], 1.15, "bare_ingest_by_run / bare_ingest"),
+            Ratio("  (ingest_scd vs bare ingest by run)", c["ingest_scd"],
+                  c["bare_ingest_by_run"], 1.5, "ingest_scd / bare_ingest_by_run"),
             Ratio("task not due (seconds)", c["not_due_task"], 1.0, 1.5, "not_due_task / 1 s"),
         ]  # fmt: skip
         return Report(cases, ratios, max_heap(), setup)

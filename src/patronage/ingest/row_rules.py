@@ -43,16 +43,20 @@ def run_keys(
 
 
 def narrow_to(
-    table: DataFrame, keys: DataFrame, column: str, keep: Callable[[DataFrame], DataFrame]
+    table: DataFrame,
+    keys: DataFrame,
+    column: str,
+    keep: Callable[[DataFrame], DataFrame] | None = None,
 ) -> DataFrame:
-    """``table`` cut down to ``keys`` by a broadcast semi-join, kept (cached) for the task.
+    """``table`` cut down to ``keys`` by a broadcast semi-join, broadcast for the joins after it.
 
     The table is scanned once and never shuffled, and the joins after it work on
-    the day's few keys, not the whole population. Without ``keep`` every use of
-    the result would scan the table again, as each use pushes its own filters
-    into the scan.
+    the day's few keys, not the whole population. Pass ``keep`` when the result
+    has several readers: without a cache, each use pushes its own filters into
+    the scan and scans the table again. A single reader needs no cache.
     """
-    return F.broadcast(keep(table.join(F.broadcast(keys), column, "left_semi")))
+    narrowed = table.join(F.broadcast(keys), column, "left_semi")
+    return F.broadcast(keep(narrowed) if keep is not None else narrowed)
 
 
 def narrower(

@@ -246,7 +246,9 @@ def seed_rows(ctx: TaskContext, rebuild: bool) -> DataFrame | None:
 
 
 def versions(inputs: IngestInputs) -> DataFrame:
-    active, lookup = inputs.active, inputs.lookup
+    # Projected before anything is cached: the scans read only the columns the rules use.
+    active = inputs.active.select(*dict.fromkeys((*KEY, *TRACKED)))
+    lookup = inputs.lookup.select("MVIPersonICN", "edipi", "participant_id")
     # Only the caregivers named in the run's rows can change (no PT-like rule for CG).
     narrow = None if inputs.rebuild else rr.narrower(inputs.valid, "ICN", inputs.keep)
     if narrow is not None:

@@ -117,16 +117,13 @@ def participant_state(
 ) -> DataFrame:
     """One row per participant of the run: its active row, its identity and a PT source Y.
 
-    ``keys``: distinct participant_id; ``pt_y``: the :func:`pt_flags` rows that say
-    Y (only a PT source Y changes anything: SPEC 6.7 and sticky Y). Every rule
-    reads the state from this one frame: the large tables are joined once, not
-    once per rule.
+    ``keys``: distinct participant_id; ``active``: :func:`active_state` rows;
+    ``lookup``: :func:`identity_by_participant` rows; ``pt_y``: the :func:`pt_flags`
+    rows that say Y (only a PT source Y changes anything: SPEC 6.7 and sticky Y).
+    Every rule reads the state from this one frame: the large tables are joined
+    once, not once per rule.
     """
-    return (
-        keys.join(active_state(active), PID, "left")
-        .join(identity_by_participant(lookup), PID, "left")
-        .join(pt_y, PID, "left")
-    )
+    return keys.join(active, PID, "left").join(lookup, PID, "left").join(pt_y, PID, "left")
 
 
 def latest_per_file(valid: DataFrame) -> DataFrame:
@@ -300,7 +297,8 @@ def pt_sources(ctx: TaskContext, rebuild: bool) -> list[DataFrame]:
 
 def versions(inputs: IngestInputs) -> DataFrame:
     pt = pt_flags(pt_sources(inputs.ctx, inputs.rebuild))
-    active, lookup = inputs.active, inputs.lookup
+    # Projected before anything is cached: the scans read only the state's columns.
+    active, lookup = active_state(inputs.active), identity_by_participant(inputs.lookup)
     # Only participants with a row in the run, or PT Y (a PT-driven change,
     # SPEC 6.7), can change: the rest of the population is never joined.
     pt_y = inputs.keep(pt.where(F.col("_pt_src") == "Y"))
@@ -311,8 +309,9 @@ def versions(inputs: IngestInputs) -> DataFrame:
     else:
         keys, few = rr.run_keys(keys, PID, inputs.keep)
     if few:
-        active = rr.narrow_to(active, keys, PID, inputs.keep)
-        lookup = rr.narrow_to(lookup, keys, PID, inputs.keep)
+        # Read once, by the kept state below: no cache of their own.
+        active = rr.narrow_to(active, keys, PID)
+        lookup = rr.narrow_to(lookup, keys, PID)
         pt_y = F.broadcast(pt_y)
     state = inputs.keep(participant_state(keys, active, lookup, pt_y))
     return scd_versions(inputs.valid, F.broadcast(state) if few else state, inputs.files)
