@@ -42,21 +42,15 @@ def run_keys(
     return distinct, distinct.count() <= NARROW_MAX_KEYS
 
 
-def narrow_to(
-    table: DataFrame,
-    keys: DataFrame,
-    column: str,
-    keep: Callable[[DataFrame], DataFrame] | None = None,
-) -> DataFrame:
-    """``table`` cut down to ``keys`` by a broadcast semi-join, broadcast for the joins after it.
+def narrow_to(table: DataFrame, keys: DataFrame, column: str) -> DataFrame:
+    """``table`` cut down to ``keys`` by a broadcast semi-join, broadcast for the join after it.
 
-    The table is scanned once and never shuffled, and the joins after it work on
-    the day's few keys, not the whole population. Pass ``keep`` when the result
-    has several readers: without a cache, each use pushes its own filters into
-    the scan and scans the table again. A single reader needs no cache.
+    The table is scanned once and never shuffled, and the join after it works on
+    the day's few keys, not the whole population. Not cached: each stage has one
+    reader of the result (the frame it builds from it is the one it keeps), and
+    a cache would only cost a second copy of the rows.
     """
-    narrowed = table.join(F.broadcast(keys), column, "left_semi")
-    return F.broadcast(keep(narrowed) if keep is not None else narrowed)
+    return F.broadcast(table.join(F.broadcast(keys), column, "left_semi"))
 
 
 def narrower(
@@ -71,7 +65,7 @@ def narrower(
         return None
 
     def narrow(table: DataFrame) -> DataFrame:
-        return narrow_to(table, distinct, column, keep)
+        return narrow_to(table, distinct, column)
 
     return narrow
 

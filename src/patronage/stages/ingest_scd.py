@@ -309,7 +309,6 @@ def versions(inputs: IngestInputs) -> DataFrame:
     else:
         keys, few = rr.run_keys(keys, PID, inputs.keep)
     if few:
-        # Read once, by the kept state below: no cache of their own.
         active = rr.narrow_to(active, keys, PID)
         lookup = rr.narrow_to(lookup, keys, PID)
         pt_y = F.broadcast(pt_y)
