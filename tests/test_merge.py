@@ -228,7 +228,13 @@ def test_spec8_change_expires_active_row_and_inserts_new_version(tables):
     }
 
 
-def test_spec8_several_files_in_one_run_equal_one_run_per_file(tables, spark):
+@pytest.mark.parametrize("large_day", [False, True], ids=["broadcast", "shuffled"])
+def test_spec8_several_files_in_one_run_equal_one_run_per_file(
+    tables, spark, monkeypatch, large_day
+):
+    threshold = spark.conf.get(merge.BROADCAST_THRESHOLD_CONF)
+    if large_day:  # a run with more versions than may be broadcast: the MERGE shuffles
+        monkeypatch.setattr(merge, "NARROW_MAX_KEYS", 0)
     base = [scd("P1", icn="1000000001", pct="050", ts_=TS0)]
     files = [
         (1, scd("P1", icn="1000000001", pct="060", ts_=ts(1), status="Updated Record")),
@@ -260,6 +266,9 @@ def test_spec8_several_files_in_one_run_equal_one_run_per_file(tables, spark):
     assert all(r["sentToDoD"] for r in p1[:3])
     assert (values["new_scd"], values["updated_scd"], values["expired_scd"]) == (1, 4, 4)
     assert merge_commits(tables, "all") == 1
+    # The MERGE's settings were for its own commit only.
+    assert spark.conf.get(merge.BROADCAST_THRESHOLD_CONF) == threshold
+    assert spark.conf.get(merge.USER_METADATA_CONF, None) is None
 
 
 def test_rerunning_merge_changes_nothing(tables):
@@ -284,7 +293,7 @@ def test_repair_after_crash_between_merge_and_ledger_completes_the_ledger(tables
     stage(tables, "r1", [(1, scd("P1", icn="1000000001", ts_=ts(3)))])
     add_ledger(tables, [ledger_event("/in/scd/CPIDODIEX_1.csv", "SCD", "r1", "ingested", 1, ts(4))])
     planned = scd2.plan_versions(Staging(tables).read_run("r1"))
-    merge.apply_merge(tables, planned, "r1")  # the crash comes right after the commit
+    merge.apply_merge(tables, planned, "r1", 1)  # the crash comes right after the commit
     version = tables.version(t.PATRONAGE_UNIFIED)
 
     values = run_merge(tables, "r1")

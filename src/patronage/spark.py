@@ -9,9 +9,11 @@ registered again: tables survive between processes like a metastore would.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -23,6 +25,24 @@ log = logging.getLogger(__name__)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LOCAL_FLAG = "spark.patronage.local"
 WAREHOUSE_CONF = "spark.sql.warehouse.dir"
+#: Delta writes this setting's value as the userMetadata of the session's commits.
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+@contextlib.contextmanager
+def session_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
+    """Spark settings for the commands inside the block only, then as they were."""
+    before: dict[str, str | None] = {k: spark.conf.get(k, None) for k in settings}
+    for k, v in settings.items():
+        spark.conf.set(k, v)
+    try:
+        yield
+    finally:
+        for k, old in before.items():
+            if old is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, old)
 
 
 def on_databricks() -> bool:

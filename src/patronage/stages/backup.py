@@ -99,7 +99,6 @@ def read_backup(spark: SparkSession, path: str) -> DataFrame:
     return spark.read.format("delta").load(_spark_path(path))
 
 
-USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
 
 def backup_marker(run_date: str, run_id: str = "", version: int | None = None) -> str:
@@ -148,12 +147,8 @@ def copy_table(tables: t.Tables, name: str, path: str, version: int, marker: str
     The copy's commit carries ``marker`` so that a rerun of the same run date
     knows the backup is already done.
     """
-    spark = tables.spark
-    spark.conf.set(USER_METADATA_CONF, marker)
-    try:
+    with spark_mod.session_conf(tables.spark, {spark_mod.USER_METADATA_CONF: marker}):
         _copy(tables, name, path, version)
-    finally:
-        spark.conf.unset(USER_METADATA_CONF)
 
 
 def _copy(tables: t.Tables, name: str, path: str, version: int) -> None:

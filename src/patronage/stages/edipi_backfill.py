@@ -29,6 +29,7 @@ from patronage import config
 from patronage import dmdc_format as fmt
 from patronage import tables as t
 from patronage.faults import CrashPoint, crash_point
+from patronage.spark import USER_METADATA_CONF, session_conf
 from patronage.stages.dmdc_export import due_flag
 from patronage.task import TaskContext, entry_point
 
@@ -43,7 +44,6 @@ PUBLISHES: tuple[str, ...] = (
     "filename",
 )
 
-USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 LOOKUP_EDIPI = "_lookup_edipi"
 ELIGIBLE = "_eligible"
 
@@ -92,8 +92,7 @@ def earlier_backfill(ctx: TaskContext) -> int | None:
 def set_edipi_in_place(ctx: TaskContext, lookup: DataFrame) -> int:
     """One MERGE: edipi from the lookup onto active rows without one; rows updated."""
     target = ctx.tables.delta(t.PATRONAGE_UNIFIED)
-    ctx.spark.conf.set(USER_METADATA_CONF, backfill_marker(ctx.settings.run_id))
-    try:
+    with session_conf(ctx.spark, {USER_METADATA_CONF: backfill_marker(ctx.settings.run_id)}):
         metrics = (
             target.alias("t")
             .merge(
@@ -104,8 +103,6 @@ def set_edipi_in_place(ctx: TaskContext, lookup: DataFrame) -> int:
             .execute()
             .collect()
         )
-    finally:
-        ctx.spark.conf.unset(USER_METADATA_CONF)
     return int(metrics[0]["num_updated_rows"])
 
 

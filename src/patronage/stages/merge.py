@@ -19,13 +19,15 @@ from patronage import scd2
 from patronage import tables as t
 from patronage.errors import RebuildNotConfirmed
 from patronage.faults import CrashPoint, crash_point
+from patronage.ingest.row_rules import NARROW_MAX_KEYS
 from patronage.phases import Phases
+from patronage.spark import USER_METADATA_CONF, session_conf
 from patronage.task import TaskContext, entry_point
 
 log = logging.getLogger(__name__)
 
 TARGET = t.PATRONAGE_UNIFIED
-USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+BROADCAST_THRESHOLD_CONF = "spark.sql.autoBroadcastJoinThreshold"
 SOURCES = (scd2.SCD, scd2.CG)
 
 PUBLISHES: tuple[str, ...] = (
@@ -74,24 +76,30 @@ def reset_target(ctx: TaskContext, run_id: str, mode: str) -> int:
     return superseded
 
 
-def apply_merge(tables: t.Tables, planned: DataFrame, run_id: str) -> dict[str, int]:
-    """The single MERGE of the run, tagged with the run's marker; returns its metrics."""
-    spark = tables.spark
-    target = tables.delta(TARGET)
+def apply_merge(
+    tables: t.Tables, planned: DataFrame, run_id: str, staged_rows: int
+) -> dict[str, int]:
+    """The single MERGE of the run, tagged with the run's marker; returns its metrics.
+
+    A day of up to ``NARROW_MAX_KEYS`` versions is joined to the active target by
+    broadcasting the run's keys, as Spark's size estimate of the staged rows
+    decides. A larger day (a re-delivered population) is always shuffled: the
+    estimate comes from compressed files and could broadcast millions of keys.
+    """
     source = scd2.merge_source(planned)
-    spark.conf.set(USER_METADATA_CONF, merge_marker(run_id))
-    try:
+    settings = {USER_METADATA_CONF: merge_marker(run_id)}
+    if staged_rows > NARROW_MAX_KEYS:
+        settings[BROADCAST_THRESHOLD_CONF] = "-1"
+    with session_conf(tables.spark, settings):
         result = (
-            target.alias("t")
+            tables.delta(TARGET).alias("t")
             .merge(source.alias("s"), scd2.merge_condition("t", "s"))
             .whenMatchedUpdate(set=scd2.expire_assignments("s"))
             .whenNotMatchedInsert(
                 condition=F.col(f"s.{scd2.MERGE_KEY}").isNull(), values=scd2.insert_values("s")
             )
             .execute()
-        )
-    finally:
-        spark.conf.unset(USER_METADATA_CONF)
+        )  # fmt: skip
     row = result.first() if result is not None else None
     return {k: int(v or 0) for k, v in (row.asDict() if row is not None else {}).items()}
 
@@ -145,7 +153,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     elif staged_rows == 0:
         log.info("run %s staged no versions: no MERGE", s.run_id)
     else:
-        metrics = apply_merge(tables, planned, s.run_id)
+        metrics = apply_merge(tables, planned, s.run_id, staged_rows)
         crash_point(CrashPoint.MERGE_AFTER_COMMIT)
         expected = sum(int(r["expires_active"]) for r in counts.values())
         updated = metrics.get("num_updated_rows", 0)
