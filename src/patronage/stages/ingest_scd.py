@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from patronage import change_log as changelog
@@ -191,25 +191,33 @@ def scd_versions(valid: DataFrame, state: DataFrame, files: DataFrame) -> DataFr
     pt_run = F.when((F.col("_a_pt") == "Y") | (F.col("_pt_src") == "Y"), "Y").otherwise("N")
     w = Window.partitionBy(PID).orderBy(csv.FILE_ORDER)
     upto = w.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    last_pct = F.last(F.col(PCT), ignorenulls=True).over(upto)
+    before = w.rowsBetween(Window.unboundedPreceding, -1)
+
+    def effective(pct_so_far: Column, is_ptd: Column) -> tuple[Column, Column]:
+        """Effective (percent, PT) given the last source percent so far (unresolved: own row)."""
+        pct = (
+            F.when(is_ptd, F.col("_a_pct"))
+            .when(resolved, F.coalesce(pct_so_far, F.col("_a_pct"), F.lit(DEFAULT_PERCENT)))
+            .otherwise(F.coalesce(F.col(PCT), F.col("_a_pct"), F.lit(DEFAULT_PERCENT)))
+        )
+        return pct, F.when(is_ptd, F.lit("Y")).otherwise(pt_run)
+
+    # One window pass: the previous row's effective values are derived from the
+    # percents before this row, not read back from a second pass over the rows.
+    new_pct, new_pt = effective(F.last(F.col(PCT), ignorenulls=True).over(upto), F.col(IS_PTD))
+    prev_pct, prev_pt = effective(
+        F.last(F.col(PCT), ignorenulls=True).over(before), F.lag(IS_PTD).over(w)
+    )
+    first = F.lag(csv.FILE_ORDER).over(w).isNull()
+    from_active = ~resolved | first
     e = e.select(
         "*",
         resolved.alias(RESOLVED),
-        F.when(F.col(IS_PTD), F.col("_a_pct"))
-        .when(resolved, F.coalesce(last_pct, F.col("_a_pct"), F.lit(DEFAULT_PERCENT)))
-        .otherwise(F.coalesce(F.col(PCT), F.col("_a_pct"), F.lit(DEFAULT_PERCENT)))
-        .alias("_new_pct"),
-        F.when(F.col(IS_PTD), F.lit("Y")).otherwise(pt_run).alias("_new_pt"),
-        F.lag(csv.FILE_ORDER).over(w).isNull().alias("_first"),
-    )
-    from_active = ~F.col(RESOLVED) | F.col("_first")
-    e = e.select(
-        "*",
-        F.when(from_active, F.col("_a_pct")).otherwise(F.lag("_new_pct").over(w)).alias("_old_pct"),
-        F.when(from_active, F.col("_a_pt")).otherwise(F.lag("_new_pt").over(w)).alias("_old_pt"),
-        F.when(~F.col(RESOLVED), a_exists)
-        .otherwise(a_exists | ~F.col("_first"))
-        .alias("_old_exists"),
+        new_pct.alias("_new_pct"),
+        new_pt.alias("_new_pt"),
+        F.when(from_active, F.col("_a_pct")).otherwise(prev_pct).alias("_old_pct"),
+        F.when(from_active, F.col("_a_pt")).otherwise(prev_pt).alias("_old_pt"),
+        F.when(~resolved, a_exists).otherwise(a_exists | ~first).alias("_old_exists"),
     )
     changes = e.where(
         F.col(IS_PTD)
