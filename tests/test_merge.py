@@ -235,6 +235,14 @@ def test_spec8_several_files_in_one_run_equal_one_run_per_file(
     threshold = spark.conf.get(merge.BROADCAST_THRESHOLD_CONF)
     if large_day:  # a run with more versions than may be broadcast: the MERGE shuffles
         monkeypatch.setattr(merge, "NARROW_MAX_KEYS", 0)
+    merge_settings: list[dict[str, str]] = []
+    real_session_conf = merge.session_conf
+
+    def recording_session_conf(session, settings):
+        merge_settings.append(dict(settings))
+        return real_session_conf(session, settings)
+
+    monkeypatch.setattr(merge, "session_conf", recording_session_conf)
     base = [scd("P1", icn="1000000001", pct="050", ts_=TS0)]
     files = [
         (1, scd("P1", icn="1000000001", pct="060", ts_=ts(1), status="Updated Record")),
@@ -266,7 +274,9 @@ def test_spec8_several_files_in_one_run_equal_one_run_per_file(
     assert all(r["sentToDoD"] for r in p1[:3])
     assert (values["new_scd"], values["updated_scd"], values["expired_scd"]) == (1, 4, 4)
     assert merge_commits(tables, "all") == 1
-    # The MERGE's settings were for its own commit only.
+    # Broadcast joins are off for the large day's MERGE only, and only for its commit.
+    shuffled = [c.get(merge.BROADCAST_THRESHOLD_CONF) == "-1" for c in merge_settings]
+    assert shuffled[0] is large_day
     assert spark.conf.get(merge.BROADCAST_THRESHOLD_CONF) == threshold
     assert spark.conf.get(merge.USER_METADATA_CONF, None) is None
 

@@ -99,8 +99,6 @@ def read_backup(spark: SparkSession, path: str) -> DataFrame:
     return spark.read.format("delta").load(_spark_path(path))
 
 
-
-
 def backup_marker(run_date: str, run_id: str = "", version: int | None = None) -> str:
     """Commit metadata of a copy: the run date it was made for, by which run, of which version.
 

@@ -99,7 +99,7 @@ def apply_merge(
                 condition=F.col(f"s.{scd2.MERGE_KEY}").isNull(), values=scd2.insert_values("s")
             )
             .execute()
-        )  # fmt: skip
+        )
     row = result.first() if result is not None else None
     return {k: int(v or 0) for k, v in (row.asDict() if row is not None else {}).items()}
 
