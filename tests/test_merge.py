@@ -274,9 +274,10 @@ def test_spec8_several_files_in_one_run_equal_one_run_per_file(
     assert all(r["sentToDoD"] for r in p1[:3])
     assert (values["new_scd"], values["updated_scd"], values["expired_scd"]) == (1, 4, 4)
     assert merge_commits(tables, "all") == 1
-    # Broadcast joins are off for the large day's MERGE only, and only for its commit.
+    # Each of the four MERGEs (one run, then three) turns broadcast joins off exactly
+    # when its day is large, and only for its own commit.
     shuffled = [c.get(merge.BROADCAST_THRESHOLD_CONF) == "-1" for c in merge_settings]
-    assert shuffled[0] is large_day
+    assert shuffled == [large_day] * 4
     assert spark.conf.get(merge.BROADCAST_THRESHOLD_CONF) == threshold
     assert spark.conf.get(merge.USER_METADATA_CONF, None) is None
 
