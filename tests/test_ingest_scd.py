@@ -485,3 +485,27 @@ def test_a_file_is_read_in_splits_never_whole_on_the_driver(spark, tmp_path, sma
         reading.release()
     assert len(rows) == 2999 and 1000 not in rows
     assert all(rows[n] == f"P{n:05d}" for n in rows)
+
+
+@pytest.mark.spark
+def test_scd_unresolved_rejects_keep_the_line_or_the_pt_row_that_caused_them(spark):
+    # SPEC 6.8: only the rows whose change stayed without ICN; a file row keeps
+    # its own line as raw_row, a PT-driven change the PT source row (a Y).
+    versions = spark.createDataFrame(
+        [("P1", 1, 4, "/in/a.csv", False, False), ("P2", 1, None, "/in/a.csv", False, True),
+         ("P3", 1, 5, "/in/a.csv", True, False)],
+        "participant_id STRING, file_order INT, row_number LONG, _path STRING, "
+        "_resolved BOOLEAN, _is_ptd BOOLEAN",
+    )
+    checked = spark.createDataFrame(
+        [(1, 4, '{"PTCPNT_ID":"P1"}'), (1, 5, '{"PTCPNT_ID":"P3"}'), (2, 4, '{"other":1}')],
+        "file_order INT, row_number LONG, raw_row STRING",
+    )
+    got = sorted(
+        (r["row_number"] or 0, r["raw_row"], r["message"].split(": ", 1)[1][:18])
+        for r in ingest_scd.unresolved_rejects(versions, checked, "r1").collect()
+    )
+    assert got == [
+        (0, '{"PTCPNT_ID":"P2","PT_35_FLAG":"Y"}', "PT-driven change ("),
+        (4, '{"PTCPNT_ID":"P1"}', "change for a parti"),
+    ]

@@ -13,10 +13,12 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
 
 from patronage.sqlnames import quote_identifier, string_literal
 
@@ -141,3 +143,33 @@ def register_local_tables(spark: SparkSession) -> int:
                 count += 1
     log.debug("registered %d local Delta tables", count)
     return count
+
+
+#: Most rows :func:`local_frame` sends as parameter markers; more go through an RDD.
+LOCAL_FRAME_MAX_ROWS = 500
+
+
+def local_frame(
+    spark: SparkSession, schema: T.StructType, rows: Sequence[Sequence[Any]]
+) -> DataFrame:
+    """A few driver-side rows as a local relation, typed by ``schema``.
+
+    A frame made from a Python list is an RDD: every join that broadcasts it
+    runs a Spark job to collect it again. ``VALUES`` with parameter markers (the
+    values never enter the SQL text) is a local relation, which Spark
+    broadcasts and joins without a job.
+    """
+    if not rows or len(rows) > LOCAL_FRAME_MAX_ROWS:
+        return spark.createDataFrame([tuple(r) for r in rows], schema)
+    names = schema.fieldNames()
+    args: dict[str, Any] = {}
+    tuples = []
+    for i, row in enumerate(rows):
+        marks = []
+        for j, value in enumerate(row):
+            args[f"v{i}_{j}"] = value
+            marks.append(f":v{i}_{j}")
+        tuples.append("(" + ", ".join(marks) + ")")
+    alias = ", ".join(quote_identifier(n) for n in names)
+    df = spark.sql(f"SELECT * FROM VALUES {', '.join(tuples)} AS t({alias})", args=args)
+    return df.select(*[df[quote_identifier(f.name)].cast(f.dataType).alias(f.name) for f in schema])

@@ -199,6 +199,8 @@ class TableSpec:
     properties: tuple[tuple[str, str], ...] = ()
 
 
+_RUN_STATS = (("delta.dataSkippingStatsColumns", "run_id"),)
+
 #: Every table this product creates. Partitioning only where parallel tasks
 #: write disjoint parts (so their Delta commits never conflict), or where the
 #: daily path reads one small part of a large table.
@@ -218,9 +220,11 @@ SPECS: dict[str, TableSpec] = {
     DUPLICATE_CORRELATIONS: TableSpec(DUPLICATES_SCHEMA),
     CORRELATION_LOOKUP_BUILDS: TableSpec(LOOKUP_BUILDS_SCHEMA),
     FILE_LEDGER: TableSpec(LEDGER_SCHEMA),
-    REJECTS: TableSpec(REJECTS_SCHEMA, partition_by=("source",)),
-    STAGING_SCD: TableSpec(STAGING_SCHEMA),
-    STAGING_CG: TableSpec(STAGING_SCHEMA),
+    # Read only by run (and source, the partition): file statistics on run_id
+    # alone, so a write does not collect min/max/null counts of every column.
+    REJECTS: TableSpec(REJECTS_SCHEMA, partition_by=("source",), properties=_RUN_STATS),
+    STAGING_SCD: TableSpec(STAGING_SCHEMA, properties=_RUN_STATS),
+    STAGING_CG: TableSpec(STAGING_SCHEMA, properties=_RUN_STATS),
     DMDC_CHECKPOINT: TableSpec(CHECKPOINT_SCHEMA),
     PIPELINE_LOG: TableSpec(PIPELINE_LOG_SCHEMA),
     TASK_VALUES: TableSpec(TASK_VALUES_SCHEMA),

@@ -30,6 +30,7 @@ from pyspark.sql import types as T
 
 from patronage import fs as fs_mod
 from patronage.repositories.ledger import RunFile
+from patronage.spark import local_frame
 from patronage.sqlnames import quote_identifier
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ FILE_ORDER, PATH, FILE_TS, ROW_NUMBER, RAW_ROW, EXTRA = (
     "raw_row",
     "_extra",
 )
+
 
 @dataclasses.dataclass(frozen=True)
 class AcceptedFile:
@@ -213,8 +215,11 @@ def parse(
     """
     if not files:
         return empty_rows(spark, columns)
-    split_schema = f"{FILE_ORDER} INT, {_BLOCK} LONG, _first LONG, _before LONG"
-    known = spark.createDataFrame(list(offsets), split_schema)
+    split_schema = T.StructType(
+        [T.StructField(c, t) for c, t in ((FILE_ORDER, T.IntegerType()), (_BLOCK, T.LongType()),
+                                          ("_first", T.LongType()), ("_before", T.LongType()))]
+    )  # fmt: skip
+    known = local_frame(spark, split_schema, offsets)
     meta = files_frame(spark, [a.file for a in files])
     numbered = lines.join(F.broadcast(known), [FILE_ORDER, _BLOCK]).join(
         F.broadcast(meta), FILE_ORDER
@@ -269,6 +274,9 @@ def empty_rows(spark: SparkSession, columns: Sequence[str]) -> DataFrame:
 
 def files_frame(spark: SparkSession, files: Sequence[RunFile]) -> DataFrame:
     """(file_order, _path, _file_ts) of the given files, for joins by file_order."""
-    schema = "file_order INT, _path STRING, _mtime STRING"
-    df = spark.createDataFrame([(f.file_order, f.path, f.modification_time) for f in files], schema)
+    schema = T.StructType(
+        [T.StructField(FILE_ORDER, T.IntegerType()), T.StructField(PATH, T.StringType()),
+         T.StructField("_mtime", T.StringType())]
+    )  # fmt: skip
+    df = local_frame(spark, schema, [(f.file_order, f.path, f.modification_time) for f in files])
     return df.select(FILE_ORDER, PATH, F.col("_mtime").cast("timestamp").alias(FILE_TS))

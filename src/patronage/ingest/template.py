@@ -82,8 +82,9 @@ class IngestSpec:
     versions: Callable[[IngestInputs], DataFrame]
     #: Checked rows read besides the run's files (the CG seed on rebuild), or None.
     extra_rows: Callable[[TaskContext, bool], DataFrame | None] = lambda ctx, rebuild: None
-    #: Rejects of unresolved changes (``_resolved`` false), or None when there are none.
-    unresolved_rejects: Callable[[DataFrame, str], DataFrame] | None = None
+    #: (versions, checked rows, run_id) -> rejects of the changes whose ``_resolved``
+    #: is false; None for a source whose changes always resolve.
+    unresolved_rejects: Callable[[DataFrame, DataFrame, str], DataFrame] | None = None
     #: file_order of extra rows whose staged count is published as seed_staged_rows.
     seed_order: int | None = None
 
@@ -159,8 +160,9 @@ def finish(
     rejects = reject_rows(
         checked.where(F.col(REASON).isNotNull()), s.run_id, spec.source, F.col(REASON), F.col(RULE)
     )
-    if spec.unresolved_rejects is not None:
-        rejects = rejects.unionByName(spec.unresolved_rejects(versions, s.run_id))
+    unresolved = "reject:" + RejectReason.IDENTITY_UNRESOLVED
+    if spec.unresolved_rejects is not None and any(unresolved in c for c in counts.values()):
+        rejects = rejects.unionByName(spec.unresolved_rejects(versions, checked, s.run_id))
     ctx.rejects.replace_for_run(s.run_id, spec.source, rejects.drop(csv.FILE_ORDER))
     phases.lap("write rejects")
     crash_point(CrashPoint(f"ingest_{spec.source.lower()}.after_rejects"))

@@ -137,7 +137,7 @@ def scd_versions(valid: DataFrame, state: DataFrame, files: DataFrame) -> DataFr
     """Every change of the run: staged versions (``_resolved``) and unresolved identities.
 
     ``valid``: validated rows (participant_id, _pct, _pct_num, _date, file_order,
-    row_number, raw_row); ``state``: :func:`participant_state` of every participant
+    row_number); ``state``: :func:`participant_state` of every participant
     with a row in the run or a PT source Y; ``files``: the run's readable files
     (file_order, _path, _file_ts).
 
@@ -167,10 +167,12 @@ def scd_versions(valid: DataFrame, state: DataFrame, files: DataFrame) -> DataFr
     first_file = files.agg(F.min(csv.FILE_ORDER).alias(csv.FILE_ORDER))
     ptd_first = cand.where(cand_resolved).crossJoin(F.broadcast(first_file))
     ptd_every = cand.where(~cand_resolved).crossJoin(F.broadcast(files.select(csv.FILE_ORDER)))
-    ptd = ptd_first.unionByName(ptd_every).join(
-        valid.select(PID, csv.FILE_ORDER), [PID, csv.FILE_ORDER], "left_anti"
-    )
-    stream_cols = [PID, csv.FILE_ORDER, PCT, PCT_NUM, DATE, csv.ROW_NUMBER, csv.RAW_ROW]
+    # A pseudo-row has no date, so it sorts before any real row of its file and
+    # the per-file window keeps the real row: no anti-join against the rows.
+    # Only keys and values go through the windows; ``raw_row`` is joined back
+    # for the few rejects that need it (:func:`unresolved_rejects`).
+    ptd = ptd_first.unionByName(ptd_every)
+    stream_cols = [PID, csv.FILE_ORDER, PCT, PCT_NUM, DATE, csv.ROW_NUMBER]
     ptd_rows = ptd.select(
         PID,
         F.col(csv.FILE_ORDER).cast("int").alias(csv.FILE_ORDER),
@@ -178,9 +180,6 @@ def scd_versions(valid: DataFrame, state: DataFrame, files: DataFrame) -> DataFr
         F.lit(None).cast("int").alias(PCT_NUM),
         F.lit(None).cast("string").alias(DATE),
         F.lit(None).cast("long").alias(csv.ROW_NUMBER),
-        F.to_json(
-            F.struct(F.col(PID).alias("PTCPNT_ID"), F.col("_pt_src").alias("PT_35_FLAG"))
-        ).alias(csv.RAW_ROW),
         F.lit(True).alias(IS_PTD),
     )
     stream = valid.select(*stream_cols, F.lit(False).alias(IS_PTD)).unionByName(ptd_rows)
@@ -265,12 +264,23 @@ def scd_versions(valid: DataFrame, state: DataFrame, files: DataFrame) -> DataFr
         F.col(IS_PTD),
         F.col(csv.PATH),
         F.col(csv.ROW_NUMBER),
-        F.col(csv.RAW_ROW),
     )
 
 
-def unresolved_rejects(versions: DataFrame, run_id: str) -> DataFrame:
-    """SPEC §6.8: changes still without ICN, kept as ``identity_unresolved``."""
+def unresolved_rejects(versions: DataFrame, checked: DataFrame, run_id: str) -> DataFrame:
+    """SPEC §6.8: changes still without ICN, kept as ``identity_unresolved``.
+
+    A row's ``raw_row`` comes from its checked line; a PT-driven change's is
+    the PT source row that caused it (its participant and a Y).
+    """
+    unresolved = versions.where(~F.col(RESOLVED))
+    lines = checked.select(csv.FILE_ORDER, csv.ROW_NUMBER, csv.RAW_ROW)
+    ptd_raw = F.to_json(F.struct(F.col(PID).alias("PTCPNT_ID"), F.lit("Y").alias("PT_35_FLAG")))
+    rows = (
+        unresolved.where(~F.col(IS_PTD))
+        .join(lines, [csv.FILE_ORDER, csv.ROW_NUMBER])
+        .unionByName(unresolved.where(F.col(IS_PTD)).withColumn(csv.RAW_ROW, ptd_raw))
+    )
     rule = F.when(
         F.col(IS_PTD),
         F.lit(
@@ -284,7 +294,7 @@ def unresolved_rejects(versions: DataFrame, run_id: str) -> DataFrame:
         )
     )
     return rr.reject_rows(
-        versions.where(~F.col(RESOLVED)),
+        rows,
         run_id,
         SOURCE,
         F.lit(str(RejectReason.IDENTITY_UNRESOLVED)),
