@@ -26,6 +26,8 @@ def test_rows_keep_their_values_and_the_declared_types(spark):
     df = spark_mod.local_frame(spark, SCHEMA, ROWS)
     assert types(df) == [(f.name, f.dataType) for f in SCHEMA]
     assert [tuple(r) for r in df.orderBy("file_order").collect()] == ROWS
+    ddl = spark_mod.local_frame(spark, "file_order INT, _path STRING, _ts TIMESTAMP", ROWS)
+    assert types(ddl) == types(df)
     # A local relation: Spark plans it without a scan of an RDD.
     assert "LocalTableScan" in df._jdf.queryExecution().executedPlan().toString()
 

@@ -150,15 +150,19 @@ LOCAL_FRAME_MAX_ROWS = 500
 
 
 def local_frame(
-    spark: SparkSession, schema: T.StructType, rows: Sequence[Sequence[Any]]
+    spark: SparkSession, schema: T.StructType | str, rows: Sequence[Sequence[Any]]
 ) -> DataFrame:
-    """A few driver-side rows as a local relation, typed by ``schema``.
+    """A few driver-side rows as a local relation, typed by ``schema`` (a struct or DDL).
 
     A frame made from a Python list is an RDD: every join that broadcasts it
     runs a Spark job to collect it again. ``VALUES`` with parameter markers (the
     values never enter the SQL text) is a local relation, which Spark
     broadcasts and joins without a job.
     """
+    if isinstance(schema, str):
+        parsed = T.StructType.fromDDL(schema)
+        assert isinstance(parsed, T.StructType)
+        schema = parsed
     if not rows or len(rows) > LOCAL_FRAME_MAX_ROWS:
         return spark.createDataFrame([tuple(r) for r in rows], schema)
     names = schema.fieldNames()

@@ -215,10 +215,7 @@ def parse(
     """
     if not files:
         return empty_rows(spark, columns)
-    split_schema = T.StructType(
-        [T.StructField(c, t) for c, t in ((FILE_ORDER, T.IntegerType()), (_BLOCK, T.LongType()),
-                                          ("_first", T.LongType()), ("_before", T.LongType()))]
-    )  # fmt: skip
+    split_schema = f"{FILE_ORDER} INT, {_BLOCK} LONG, _first LONG, _before LONG"
     known = local_frame(spark, split_schema, offsets)
     meta = files_frame(spark, [a.file for a in files])
     numbered = lines.join(F.broadcast(known), [FILE_ORDER, _BLOCK]).join(
@@ -274,9 +271,6 @@ def empty_rows(spark: SparkSession, columns: Sequence[str]) -> DataFrame:
 
 def files_frame(spark: SparkSession, files: Sequence[RunFile]) -> DataFrame:
     """(file_order, _path, _file_ts) of the given files, for joins by file_order."""
-    schema = T.StructType(
-        [T.StructField(FILE_ORDER, T.IntegerType()), T.StructField(PATH, T.StringType()),
-         T.StructField("_mtime", T.StringType())]
-    )  # fmt: skip
+    schema = "file_order INT, _path STRING, _mtime STRING"
     df = local_frame(spark, schema, [(f.file_order, f.path, f.modification_time) for f in files])
     return df.select(FILE_ORDER, PATH, F.col("_mtime").cast("timestamp").alias(FILE_TS))

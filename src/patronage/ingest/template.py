@@ -44,6 +44,8 @@ COMMON_PUBLISHES = (
     policy.REFUSED_FILES,
 )
 _COUNTS = ("raw_rows", "valid_rows", "rejected_rows", "staged_rows")
+#: The count_rows kind of changes whose identity stayed unresolved.
+_UNRESOLVED = "reject:" + RejectReason.IDENTITY_UNRESOLVED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,9 +114,7 @@ def count_rows(checked: DataFrame, versions: DataFrame) -> dict[int, dict[str, i
     ).unionByName(
         versions.select(
             csv.FILE_ORDER,
-            F.when(F.col(RESOLVED), F.lit("staged"))
-            .otherwise(F.lit("reject:" + RejectReason.IDENTITY_UNRESOLVED))
-            .alias("kind"),
+            F.when(F.col(RESOLVED), F.lit("staged")).otherwise(F.lit(_UNRESOLVED)).alias("kind"),
         )
     )
     out: dict[int, dict[str, int]] = {}
@@ -125,7 +125,7 @@ def count_rows(checked: DataFrame, versions: DataFrame) -> dict[int, dict[str, i
 
 def file_counts(per: dict[str, int]) -> dict[str, int]:
     rejected = sum(n for k, n in per.items() if k.startswith("reject:"))
-    rule_rejected = rejected - per.get("reject:" + RejectReason.IDENTITY_UNRESOLVED, 0)
+    rule_rejected = rejected - per.get(_UNRESOLVED, 0)
     return {
         "raw_rows": per.get("valid", 0) + rule_rejected,
         "valid_rows": per.get("valid", 0),
@@ -160,8 +160,7 @@ def finish(
     rejects = reject_rows(
         checked.where(F.col(REASON).isNotNull()), s.run_id, spec.source, F.col(REASON), F.col(RULE)
     )
-    unresolved = "reject:" + RejectReason.IDENTITY_UNRESOLVED
-    if spec.unresolved_rejects is not None and any(unresolved in c for c in counts.values()):
+    if spec.unresolved_rejects is not None and any(_UNRESOLVED in c for c in counts.values()):
         rejects = rejects.unionByName(spec.unresolved_rejects(versions, checked, s.run_id))
     ctx.rejects.replace_for_run(s.run_id, spec.source, rejects.drop(csv.FILE_ORDER))
     phases.lap("write rejects")
