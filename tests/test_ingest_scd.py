@@ -485,6 +485,32 @@ def test_a_file_is_read_in_splits_never_whole_on_the_driver(spark, tmp_path, sma
         reading.release()
     assert len(rows) == 2999 and 1000 not in rows
     assert all(rows[n] == f"P{n:05d}" for n in rows)
+    # The accepted file's lines (header and blank line too) bound its rows from above.
+    assert reading.line_count == 3001
+
+
+@pytest.mark.spark
+def test_run_keys_trust_a_bound_within_the_limit_and_count_the_keys_otherwise(spark, monkeypatch):
+    from patronage.ingest import row_rules as rr
+
+    monkeypatch.setattr(rr, "NARROW_MAX_KEYS", 2)
+    keys = spark.createDataFrame([("a",), ("b",), ("b",), (None,), ("c",)], "k STRING")
+
+    def decide(most, group):
+        spark.sparkContext.setJobGroup(group, "run_keys")
+        try:
+            distinct, few = rr.run_keys(keys, "k", lambda df: df, most)
+        finally:
+            spark.sparkContext.setJobGroup("", "")
+        return few, len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+
+    group = uuid.uuid4().hex
+    # Lines within the limit: the keys can be no more, so no job counts them.
+    assert decide(2, group + "-bound") == (True, 0)
+    # Lines past the limit, or none known: the distinct keys are counted (3 > 2).
+    few, jobs = decide(5, group + "-over")
+    assert few is False and jobs >= 1
+    assert decide(None, group + "-none")[0] is False
 
 
 @pytest.mark.spark

@@ -117,6 +117,8 @@ class Reading:
     #: file_order, _path, _file_ts, row_number, fields, _extra, raw_row (see :func:`parse`).
     rows: DataFrame
     lines: DataFrame | None = None
+    #: Lines of the accepted files, header and blank lines included: at least their rows.
+    line_count: int = 0
 
     def release(self) -> None:
         if self.lines is not None:
@@ -197,7 +199,8 @@ def read_files(
             problem = f"cannot be decoded as UTF-8 (invalid byte on line {line})"
             refused.append(_refuse(a.file, problem))
     rows = parse(spark, lines, offsets, accepted, columns)
-    return Reading(accepted, refused, rows, lines if cache else None)
+    line_count = sum(seen.get(a.file.file_order, 0) for a in accepted)
+    return Reading(accepted, refused, rows, lines if cache else None, line_count)
 
 
 def parse(

@@ -31,14 +31,18 @@ NARROW_MAX_KEYS = 1_000_000
 
 
 def run_keys(
-    keys: DataFrame, column: str, keep: Callable[[DataFrame], DataFrame]
+    keys: DataFrame, column: str, keep: Callable[[DataFrame], DataFrame], most: int | None = None
 ) -> tuple[DataFrame, bool]:
     """The run's distinct keys (kept for the task), and whether they are few enough to broadcast.
 
-    One small count decides: a run with more than :data:`NARROW_MAX_KEYS` keys (a
-    re-delivered population) joins the large tables by shuffle instead.
+    A run with more than :data:`NARROW_MAX_KEYS` keys (a re-delivered population)
+    joins the large tables by shuffle instead. ``most``, when known, bounds the
+    keys from above (the lines read): within the limit it decides alone, so the
+    keys are computed inside the ingest's one job instead of by a count of their own.
     """
     distinct = keep(keys.select(column).where(F.col(column).isNotNull()).distinct())
+    if most is not None and most <= NARROW_MAX_KEYS:
+        return distinct, True
     return distinct, distinct.count() <= NARROW_MAX_KEYS
 
 
@@ -54,13 +58,14 @@ def narrow_to(table: DataFrame, keys: DataFrame, column: str) -> DataFrame:
 
 
 def narrower(
-    keys: DataFrame, column: str, keep: Callable[[DataFrame], DataFrame]
+    keys: DataFrame, column: str, keep: Callable[[DataFrame], DataFrame], most: int | None = None
 ) -> Callable[[DataFrame], DataFrame] | None:
     """How to cut a large table (active target, lookup) down to the run's keys, if few.
 
-    None when the run has more than :data:`NARROW_MAX_KEYS` distinct keys.
+    None when the run has more than :data:`NARROW_MAX_KEYS` distinct keys
+    (``most``: an upper bound of them, as in :func:`run_keys`).
     """
-    distinct, few = run_keys(keys, column, keep)
+    distinct, few = run_keys(keys, column, keep, most)
     if not few:
         return None
 

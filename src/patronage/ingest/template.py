@@ -62,6 +62,8 @@ class IngestInputs:
     #: (file_order, _path, _file_ts) of the run's readable files.
     files: DataFrame
     rebuild: bool
+    #: At least the number of ``valid`` rows (the lines read), or None when unknown.
+    most_rows: int | None = None
     #: Frames cached for this task (released when the ingest ends); see :meth:`keep`.
     cached: list[DataFrame] = dataclasses.field(default_factory=list)
 
@@ -149,14 +151,16 @@ def finish(
     every reject of the file, including changes whose identity stayed unresolved.
     """
     s = ctx.settings
-    counts = count_rows(checked, versions)
-    phases.lap("validate+versions+count")
     staged = versions.where(F.col(RESOLVED)).select(
         *t.TARGET_COLUMNS, F.lit(s.run_id).alias("run_id"), F.col(csv.FILE_ORDER).cast("int")
     )
+    # The staging write computes the versions (and fills their cache): the counts
+    # after it read the two cached frames, not the whole lineage once more.
     ctx.staging.replace_for_run(spec.source, s.run_id, staged)
-    phases.lap("write staging")
+    phases.lap("validate+versions+write staging")
     crash_point(CrashPoint(f"ingest_{spec.source.lower()}.after_staging"))
+    counts = count_rows(checked, versions)
+    phases.lap("count")
     rejects = reject_rows(
         checked.where(F.col(REASON).isNotNull()), s.run_id, spec.source, F.col(REASON), F.col(RULE)
     )
@@ -274,6 +278,7 @@ def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
             lookup=ctx.tables.read(t.CORRELATION_LOOKUP),
             files=csv.files_frame(ctx.spark, [a.file for a in accepted]),
             rebuild=rebuild,
+            most_rows=reading.line_count if extra is None else None,
         )
         versions = spec.versions(inputs).persist(StorageLevel.MEMORY_AND_DISK)
         return finish(ctx, spec, accepted, refused, checked, versions, phases)

@@ -250,7 +250,9 @@ def versions(inputs: IngestInputs) -> DataFrame:
     active = inputs.active.select(*dict.fromkeys((*KEY, *TRACKED)))
     lookup = inputs.lookup.select("MVIPersonICN", "edipi", "participant_id")
     # Only the caregivers named in the run's rows can change (no PT-like rule for CG).
-    narrow = None if inputs.rebuild else rr.narrower(inputs.valid, "ICN", inputs.keep)
+    narrow = (
+        None if inputs.rebuild else rr.narrower(inputs.valid, "ICN", inputs.keep, inputs.most_rows)
+    )
     if narrow is not None:
         active = narrow(active)
         lookup = narrow(lookup.withColumnRenamed("MVIPersonICN", "ICN")).withColumnRenamed(

@@ -325,7 +325,8 @@ def versions(inputs: IngestInputs) -> DataFrame:
         # The whole population is in the run: shuffle joins, nothing to narrow.
         keys, few = keys.distinct(), False
     else:
-        keys, few = rr.run_keys(keys, PID, inputs.keep)
+        most = None if inputs.most_rows is None else inputs.most_rows + pt_y.count()
+        keys, few = rr.run_keys(keys, PID, inputs.keep, most)
     if few:
         active = rr.narrow_to(active, keys, PID)
         lookup = rr.narrow_to(lookup, keys, PID)
