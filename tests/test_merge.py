@@ -373,3 +373,46 @@ def test_merge_condition_is_an_equi_join_on_the_business_key(tables):
     plan = joined._jdf.queryExecution().executedPlan().toString()
     assert "NestedLoopJoin" not in plan
     assert "SortMergeJoin" in plan or "HashJoin" in plan
+
+
+@pytest.mark.parametrize("published", [0, 5, None])
+def test_what_staging_holds_is_applied_whatever_the_ingests_published(tables, published):
+    """The ingests' staged_rows only size the MERGE's join; staging decides what is applied."""
+    from patronage.repositories.task_values import RunState
+    from patronage.task import STATUS_VALUE
+
+    put_target(tables, [scd("P1", icn="1000000001", ts_=TS0)])
+    stage(
+        tables,
+        "r1",
+        [
+            (1, scd("P1", icn="1000000001", pct="100", ts_=ts(3), status="Updated Record")),
+            (1, scd("P2", icn="1000000002", ts_=ts(3))),
+        ],
+    )
+    if published is not None:  # e.g. values of an earlier attempt, before staging was replaced
+        state = RunState(tables, "r1")
+        for task_key in merge.INGEST_TASKS.values():
+            state.publish(task_key, {STATUS_VALUE: "SUCCESS", "staged_rows": published})
+
+    values = run_merge(tables, "r1")
+
+    assert values["merged"] is True and values["staged_rows"] == 2
+    assert (values["new_scd"], values["updated_scd"], values["expired_scd"]) == (1, 1, 1)
+    assert (values["active_scd"], values["active_cg"]) == (2, 0)
+    active = [r for r in target_rows(tables) if r["RecordStatus"]]
+    assert [(r["participant_id"], r["SC_Combined_Disability_Percentage"]) for r in active] == [
+        ("P1", "100"),
+        ("P2", "050"),
+    ]
+    assert merge_commits(tables, "r1") == 1
+
+
+def test_published_staged_rows_need_both_ingests_to_have_succeeded():
+    from patronage.task import STATUS_VALUE
+
+    ok = {STATUS_VALUE: "SUCCESS", "staged_rows": 3}
+    assert merge.published_staged_rows({"ingest_scd": ok, "ingest_cg": ok}) == 6
+    assert merge.published_staged_rows({"ingest_scd": ok}) is None
+    failed = {**ok, STATUS_VALUE: "FAILED"}
+    assert merge.published_staged_rows({"ingest_scd": ok, "ingest_cg": failed}) is None

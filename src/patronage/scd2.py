@@ -146,6 +146,10 @@ def insert_values(source: str = "s") -> dict[str, str | Column]:
     return {c: F.col(f"{source}.{c}") for c in t.TARGET_COLUMNS}
 
 
+#: The columns of :func:`plan_counts` besides Batch_CD.
+PLAN_COUNTS = ("rows", "new", "updated", "expired", "expires_active")
+
+
 def plan_counts(planned: DataFrame) -> DataFrame:
     """Per Batch_CD: rows to insert, new, updated and expired rows the plan produces.
 

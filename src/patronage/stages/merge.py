@@ -10,6 +10,7 @@ target alone (repairs and reruns are no-ops), but still completes the ledger.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pyspark.sql import DataFrame
@@ -22,13 +23,15 @@ from patronage.faults import CrashPoint, crash_point
 from patronage.ingest.row_rules import NARROW_MAX_KEYS
 from patronage.phases import Phases
 from patronage.spark import USER_METADATA_CONF, session_conf
-from patronage.task import TaskContext, entry_point
+from patronage.task import STATUS_VALUE, TaskContext, entry_point
 
 log = logging.getLogger(__name__)
 
 TARGET = t.PATRONAGE_UNIFIED
 BROADCAST_THRESHOLD_CONF = "spark.sql.autoBroadcastJoinThreshold"
 SOURCES = (scd2.SCD, scd2.CG)
+#: The ingest task of each source; its values say how many versions it staged.
+INGEST_TASKS = {scd2.SCD: "ingest_scd", scd2.CG: "ingest_cg"}
 
 PUBLISHES: tuple[str, ...] = (
     "new_scd",
@@ -104,15 +107,34 @@ def apply_merge(
     return {k: int(v or 0) for k, v in (row.asDict() if row is not None else {}).items()}
 
 
-def _unchanged(ctx: TaskContext) -> dict[str, int]:
+def run_values(ctx: TaskContext) -> dict[str, dict[str, Any]]:
+    """The run's task values; none when the run state cannot be read."""
+    try:
+        return ctx.state.get_all()
+    except Exception:  # they only inform and size the join: merge does without them
+        log.warning("run state unavailable; staged and unchanged row counts come from staging")
+        return {}
+
+
+def published_staged_rows(values: dict[str, dict[str, Any]]) -> int | None:
+    """Versions the ingests say they staged, or None when one of them does not say.
+
+    Only sizes the MERGE's join: the MERGE reads staging itself, so a stale
+    value can cost time but never changes what is applied.
+    """
+    total = 0
+    for task_key in INGEST_TASKS.values():
+        v = values.get(task_key, {})
+        if v.get(STATUS_VALUE) != "SUCCESS" or not isinstance(v.get("staged_rows"), int):
+            return None
+        total += v["staged_rows"]
+    return total
+
+
+def unchanged_rows(values: dict[str, dict[str, Any]]) -> dict[str, int]:
     """Valid rows that produced no version, from the ingest tasks' values when present."""
     out: dict[str, int] = {}
-    try:
-        values = ctx.state.get_all()
-    except Exception:  # run state unreadable: the counts are informative only
-        log.warning("run state unavailable; unchanged row counts omitted")
-        return out
-    for source, task_key in ((scd2.SCD, "ingest_scd"), (scd2.CG, "ingest_cg")):
+    for source, task_key in INGEST_TASKS.items():
         v = values.get(task_key, {})
         if isinstance(v.get("unchanged_rows"), int):  # ingest knows it exactly, when it says
             out[f"unchanged_{source.lower()}"] = v["unchanged_rows"]
@@ -124,6 +146,32 @@ def _unchanged(ctx: TaskContext) -> dict[str, int]:
     return out
 
 
+def plan_counts(planned: DataFrame) -> dict[str, dict[str, int]]:
+    """scd2.plan_counts per Batch_CD, as plain numbers."""
+    return {
+        r["Batch_CD"]: {k: int(r[k] or 0) for k in scd2.PLAN_COUNTS}
+        for r in scd2.plan_counts(planned).collect()
+    }
+
+
+def active_counts(tables: t.Tables) -> dict[str, int]:
+    """Active rows per Batch_CD; the RecordStatus partition filter leaves the history unread."""
+    return {
+        r["Batch_CD"]: int(r["n"])
+        for r in tables.read(TARGET)
+        .where(F.col("RecordStatus"))
+        .groupBy("Batch_CD")
+        .agg(F.count(F.lit(1)).alias("n"))
+        .collect()
+    }
+
+
+def mark_merged(ctx: TaskContext, run_id: str, mode: str) -> int:
+    merged_files = ctx.ledger.mark_merged(run_id, mode)
+    crash_point(CrashPoint.MERGE_AFTER_LEDGER)
+    return merged_files
+
+
 def run(ctx: TaskContext) -> dict[str, Any]:
     s = ctx.settings
     tables = ctx.tables
@@ -132,72 +180,74 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     phases = Phases(ctx.task_key)
     lap = phases.lap
 
-    done_before = already_merged(tables, s.run_id)
-    superseded = 0
-    if mode == "rebuild" and not done_before:
-        superseded = reset_target(ctx, s.run_id, mode)
+    # The bookkeeping reads and writes other tables than the MERGE, or only read
+    # the target: they run beside the MERGE and beside each other, so the task
+    # waits for Delta's commits and Spark's jobs once, not one after the other.
+    # Nothing runs beside the MERGE's commit that commits itself (its marker is
+    # a session setting).
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="merge") as pool:
+        reading = pool.submit(run_values, ctx)
+        done_before = already_merged(tables, s.run_id)
+        superseded = 0
+        if mode == "rebuild" and not done_before:
+            superseded = reset_target(ctx, s.run_id, mode)
+        # Merge owns the target: it exists after every merge, even one with nothing to apply.
+        tables.ensure(TARGET)
+        lap("check")
+        # Not cached: the MERGE materializes its source itself, and a source read from
+        # a cache is sized by its in-memory bytes, so the MERGE shuffles the whole active
+        # target instead of broadcasting the run's keys (a day of ten files: 30 s).
+        planned = scd2.plan_versions(ctx.staging.read_run(s.run_id))
+        counting = pool.submit(plan_counts, planned)
+        values_of_run = reading.result()
+        expected_rows = published_staged_rows(values_of_run)
+        if not expected_rows:  # unknown, or none to apply: staging decides
+            expected_rows = sum(c["rows"] for c in counting.result().values())
+        lap("plan")
+        changed = False
+        metrics: dict[str, int] = {}
+        if done_before:
+            log.info("run %s already merged into %s: target left unchanged", s.run_id, TARGET)
+        elif expected_rows == 0:
+            log.info("run %s staged no versions: no MERGE", s.run_id)
+        else:
+            metrics = apply_merge(tables, planned, s.run_id, expected_rows)
+            crash_point(CrashPoint.MERGE_AFTER_COMMIT)
+        lap("merge")
+        counts = counting.result()
+        staged_rows = sum(c["rows"] for c in counts.values())
+        if metrics:
+            expected = sum(c["expires_active"] for c in counts.values())
+            updated = metrics.get("num_updated_rows", 0)
+            inserted = metrics.get("num_inserted_rows", 0)
+            if updated != expected or inserted != staged_rows:
+                # Ingest said otherwise about which keys were active: the MERGE
+                # still kept one active row per key; flag the difference loudly.
+                log.warning(
+                    "merge expired %d active rows (ingest expected %d), inserted %d of %d",
+                    updated,
+                    expected,
+                    inserted,
+                    staged_rows,
+                )
+            changed = updated + inserted > 0
+            log.info("merged run %s: %d rows inserted, %d expired", s.run_id, inserted, updated)
+        if changed:
+            tables.compact_if_fragmented(TARGET)
+        lap("compact")
 
-    # Merge owns the target: it exists after every merge, even one with nothing to apply.
-    tables.ensure(TARGET)
-    lap("check")
-    # Not cached: the MERGE materializes its source itself, and a source read from
-    # a cache is sized by its in-memory bytes, so the MERGE shuffles the whole active
-    # target instead of broadcasting the run's keys (a day of ten files: 30 s).
-    planned = scd2.plan_versions(ctx.staging.read_run(s.run_id))
-    counts = {r["Batch_CD"]: r for r in scd2.plan_counts(planned).collect()}
-    lap("plan")
-    staged_rows = sum(int(r["rows"]) for r in counts.values())
-    changed = False
-    if done_before:
-        log.info("run %s already merged into %s: target left unchanged", s.run_id, TARGET)
-    elif staged_rows == 0:
-        log.info("run %s staged no versions: no MERGE", s.run_id)
-    else:
-        metrics = apply_merge(tables, planned, s.run_id, staged_rows)
-        crash_point(CrashPoint.MERGE_AFTER_COMMIT)
-        expected = sum(int(r["expires_active"]) for r in counts.values())
-        updated = metrics.get("num_updated_rows", 0)
-        inserted = metrics.get("num_inserted_rows", 0)
-        if updated != expected or inserted != staged_rows:
-            # Ingest said otherwise about which keys were active: the MERGE
-            # still kept one active row per key; flag the difference loudly.
-            log.warning(
-                "merge expired %d active rows (ingest expected %d), inserted %d of %d",
-                updated,
-                expected,
-                inserted,
-                staged_rows,
-            )
-        changed = updated + inserted > 0
-        log.info("merged run %s: %d rows inserted, %d expired", s.run_id, inserted, updated)
-    lap("merge")
-
-    if changed:
-        tables.compact_if_fragmented(TARGET)
-    lap("compact")
-
-    merged_files = ctx.ledger.mark_merged(s.run_id, mode)
-    crash_point(CrashPoint.MERGE_AFTER_LEDGER)
-
-    lap("ledger")
-    # One action; the RecordStatus partition filter leaves the history unread.
-    active = {
-        r["Batch_CD"]: int(r["n"])
-        for r in tables.read(TARGET)
-        .where(F.col("RecordStatus"))
-        .groupBy("Batch_CD")
-        .agg(F.count(F.lit(1)).alias("n"))
-        .collect()
-    }
+        marking = pool.submit(mark_merged, ctx, s.run_id, mode)
+        active = active_counts(tables)
+        merged_files = marking.result()
+        lap("ledger+counts")
     values: dict[str, Any] = {}
     for source in SOURCES:
         low = source.lower()
         row = counts.get(source)
         for name in ("new", "updated", "expired"):
-            values[f"{name}_{low}"] = int(row[name]) if row is not None else 0
+            values[f"{name}_{low}"] = row[name] if row is not None else 0
         values[f"active_{low}"] = active.get(source, 0)
-    values.update(_unchanged(ctx))
-    lap("counts")
+    values.update(unchanged_rows(values_of_run))
     phases.done()
     values.update(
         staged_rows=staged_rows,
