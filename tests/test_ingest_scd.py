@@ -535,3 +535,30 @@ def test_scd_unresolved_rejects_keep_the_line_or_the_pt_row_that_caused_them(spa
         (0, '{"PTCPNT_ID":"P2","PT_35_FLAG":"Y"}', "PT-driven change ("),
         (4, '{"PTCPNT_ID":"P1"}', "change for a parti"),
     ]
+
+
+@pytest.mark.spark
+def test_an_ingest_leaves_nothing_cached_also_when_its_run_is_already_merged(
+    spark, tables, tmp_path
+):
+    """The PT sources are read and cached beside the ledger; every frame is released."""
+    from patronage.repositories.ledger import FileLedger
+
+    def cached() -> list[str]:
+        """Frames this product persisted (Delta keeps each snapshot's state cached too)."""
+        infos = spark.sparkContext._jsc.sc().getRDDStorageInfo()
+        names = [str(info.name()) for info in infos]
+        return sorted(n for n in names if not n.startswith("Delta Table"))
+
+    put_target(tables, [scd_row("C1", "050", "N", icn="K1")])
+    put_lookup(tables, [("C1", "K1", None)])
+    put_pt(tables, "pt_delta", [("C1", "Y")])
+    path = write_file(tmp_path / "scd", "CPIDODIEX_c.csv", f"{HEADER}\nC1,60,07012024\n")
+    discovered(tables, "c", "SCD", [(path, "2024-07-02 00:00:00")])
+    before = cached()
+
+    first = run_stage("ingest_scd", ingest_scd.run, argv(tmp_path, tables.schema, "c"), spark=spark)
+    assert first["staged_rows"] == 1 and cached() == before
+    FileLedger(tables).mark_merged("c", "update")
+    again = run_stage("ingest_scd", ingest_scd.run, argv(tmp_path, tables.schema, "c"), spark=spark)
+    assert again["staged_rows"] == 1 and cached() == before

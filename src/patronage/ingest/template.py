@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pyspark import StorageLevel
@@ -64,6 +65,8 @@ class IngestInputs:
     rebuild: bool
     #: At least the number of ``valid`` rows (the lines read), or None when unknown.
     most_rows: int | None = None
+    #: What the spec's ``early`` reads returned (None when it has none).
+    early: Any = None
     #: Frames cached for this task (released when the ingest ends); see :meth:`keep`.
     cached: list[DataFrame] = dataclasses.field(default_factory=list)
 
@@ -91,6 +94,10 @@ class IngestSpec:
     unresolved_rejects: Callable[[DataFrame, DataFrame, str], DataFrame] | None = None
     #: file_order of extra rows whose staged count is published as seed_staged_rows.
     seed_order: int | None = None
+    #: Reads the versions need that do not depend on the run's files (SCD: the PT
+    #: sources); they run beside the ledger and file reads. (ctx, rebuild, keep) ->
+    #: ``IngestInputs.early``; ``keep`` caches a frame for the rest of the task.
+    early: Callable[[TaskContext, bool, Callable[[DataFrame], DataFrame]], Any] | None = None
 
 
 def target_active(tables: t.Tables, batch: str, rebuild: bool) -> DataFrame:
@@ -248,46 +255,76 @@ def republish(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
     return values
 
 
+def read_state(
+    ctx: TaskContext, spec: IngestSpec, rebuild: bool, keep: Callable[[DataFrame], DataFrame]
+) -> tuple[DataFrame, DataFrame, Any]:
+    """The source's active rows, the lookup and the spec's early reads.
+
+    None of it depends on the run's files, so it is read beside them: each
+    Delta table's snapshot is loaded (and the PT sources counted) while the
+    task waits for the ledger and the files.
+    """
+    active = target_active(ctx.tables, spec.source, rebuild)
+    lookup = ctx.tables.read(t.CORRELATION_LOOKUP)
+    early = spec.early(ctx, rebuild, keep) if spec.early is not None else None
+    return active, lookup, early
+
+
 def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
     """The whole ingest of one source for the run; returns the values it publishes."""
     s = ctx.settings
     phases = Phases(ctx.task_key)
     rebuild = s.processing_mode == "rebuild"
-    files = ctx.ledger.run_files(s.run_id, spec.source)
-    phases.lap("ledger")
-    if files.already_merged:
-        return republish(ctx, spec)
-    reading = csv.read_files(ctx.spark, ctx.fs, files.files, spec.columns)
-    accepted, refused = reading.accepted, reading.refused
-    log.info("%s: %d file(s) to read, %d refused", spec.source, len(accepted), len(refused))
-    phases.lap("read")
+    cached: list[DataFrame] = []
+
+    def keep(df: DataFrame) -> DataFrame:
+        kept = df.persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(kept)
+        return kept
 
     checked = None
     versions = None
-    inputs = None
+    reading = None
     try:
-        checked = spec.validate(reading.rows)
-        extra = spec.extra_rows(ctx, rebuild)
-        if extra is not None:
-            checked = extra.unionByName(checked)
-        checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
-        inputs = IngestInputs(
-            ctx=ctx,
-            valid=checked.where(F.col(REASON).isNull()),
-            active=target_active(ctx.tables, spec.source, rebuild),
-            lookup=ctx.tables.read(t.CORRELATION_LOOKUP),
-            files=csv.files_frame(ctx.spark, [a.file for a in accepted]),
-            rebuild=rebuild,
-            most_rows=reading.line_count if extra is None else None,
-        )
-        versions = spec.versions(inputs).persist(StorageLevel.MEMORY_AND_DISK)
-        return finish(ctx, spec, accepted, refused, checked, versions, phases)
+        # Leaving the block waits for the state reads, so nothing is cached after
+        # the ``finally`` below has released the task's frames.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=ctx.task_key) as pool:
+            state = pool.submit(read_state, ctx, spec, rebuild, keep)
+            files = ctx.ledger.run_files(s.run_id, spec.source)
+            phases.lap("ledger")
+            if files.already_merged:
+                return republish(ctx, spec)
+            reading = csv.read_files(ctx.spark, ctx.fs, files.files, spec.columns)
+            accepted, refused = reading.accepted, reading.refused
+            log.info("%s: %d file(s) to read, %d refused", spec.source, len(accepted), len(refused))
+            phases.lap("read")
+
+            checked = spec.validate(reading.rows)
+            extra = spec.extra_rows(ctx, rebuild)
+            if extra is not None:
+                checked = extra.unionByName(checked)
+            checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+            active, lookup, early = state.result()
+            inputs = IngestInputs(
+                ctx=ctx,
+                valid=checked.where(F.col(REASON).isNull()),
+                active=active,
+                lookup=lookup,
+                files=csv.files_frame(ctx.spark, [a.file for a in accepted]),
+                rebuild=rebuild,
+                most_rows=reading.line_count if extra is None else None,
+                early=early,
+                cached=cached,
+            )
+            versions = spec.versions(inputs).persist(StorageLevel.MEMORY_AND_DISK)
+            return finish(ctx, spec, accepted, refused, checked, versions, phases)
     finally:
         if checked is not None:
             checked.unpersist()
-        reading.release()
+        if reading is not None:
+            reading.release()
         if versions is not None:
             versions.unpersist()
-        for df in inputs.cached if inputs is not None else ():
+        for df in cached:
             df.unpersist()
         phases.done()

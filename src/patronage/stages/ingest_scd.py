@@ -9,6 +9,7 @@ implies (derivation in :func:`scd_versions`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, Window
@@ -313,19 +314,31 @@ def pt_sources(ctx: TaskContext, rebuild: bool) -> list[DataFrame]:
     return [read_pt(ctx.spark, pt_source(setting, value)) for setting, value in names]
 
 
+def pt_y_participants(
+    ctx: TaskContext, rebuild: bool, keep: Callable[[DataFrame], DataFrame]
+) -> tuple[DataFrame, int]:
+    """The participants a PT source says Y for, cached, and how many (SPEC 2.3, 6.7).
+
+    Only a PT source Y changes anything (SPEC 6.7 and sticky Y). The count fills
+    the cache that the run's joins read.
+    """
+    pt = pt_flags(pt_sources(ctx, rebuild))
+    pt_y = keep(pt.where(F.col("_pt_src") == "Y"))
+    return pt_y, pt_y.count()
+
+
 def versions(inputs: IngestInputs) -> DataFrame:
-    pt = pt_flags(pt_sources(inputs.ctx, inputs.rebuild))
+    pt_y, pt_y_count = inputs.early
     # Projected before anything is cached: the scans read only the state's columns.
     active, lookup = active_state(inputs.active), identity_by_participant(inputs.lookup)
     # Only participants with a row in the run, or PT Y (a PT-driven change,
     # SPEC 6.7), can change: the rest of the population is never joined.
-    pt_y = inputs.keep(pt.where(F.col("_pt_src") == "Y"))
     keys = inputs.valid.select(PID).unionByName(pt_y.select(PID))
     if inputs.rebuild:
         # The whole population is in the run: shuffle joins, nothing to narrow.
         keys, few = keys.distinct(), False
     else:
-        most = None if inputs.most_rows is None else inputs.most_rows + pt_y.count()
+        most = None if inputs.most_rows is None else inputs.most_rows + pt_y_count
         keys, few = rr.run_keys(keys, PID, inputs.keep, most)
     if few:
         active = rr.narrow_to(active, keys, PID)
@@ -341,6 +354,7 @@ SPEC = IngestSpec(
     validate=validate,
     versions=versions,
     unresolved_rejects=unresolved_rejects,
+    early=pt_y_participants,
 )
 
 
