@@ -11,6 +11,7 @@ return the published counts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -72,9 +73,14 @@ class IngestInputs:
 
     def keep(self, df: DataFrame) -> DataFrame:
         """Cache a small frame that several joins read, for the rest of the task."""
-        kept = df.persist(StorageLevel.MEMORY_AND_DISK)
-        self.cached.append(kept)
-        return kept
+        return keep_in(self.cached, df)
+
+
+def keep_in(cached: list[DataFrame], df: DataFrame) -> DataFrame:
+    """Cache ``df`` and list it in ``cached``, the frames the ingest releases at its end."""
+    kept = df.persist(StorageLevel.MEMORY_AND_DISK)
+    cached.append(kept)
+    return kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,12 +282,6 @@ def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
     phases = Phases(ctx.task_key)
     rebuild = s.processing_mode == "rebuild"
     cached: list[DataFrame] = []
-
-    def keep(df: DataFrame) -> DataFrame:
-        kept = df.persist(StorageLevel.MEMORY_AND_DISK)
-        cached.append(kept)
-        return kept
-
     checked = None
     versions = None
     reading = None
@@ -289,7 +289,7 @@ def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
         # Leaving the block waits for the state reads, so nothing is cached after
         # the ``finally`` below has released the task's frames.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix=ctx.task_key) as pool:
-            state = pool.submit(read_state, ctx, spec, rebuild, keep)
+            state = pool.submit(read_state, ctx, spec, rebuild, functools.partial(keep_in, cached))
             files = ctx.ledger.run_files(s.run_id, spec.source)
             phases.lap("ledger")
             if files.already_merged:

@@ -205,7 +205,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
             expected_rows = sum(c["rows"] for c in counting.result().values())
         lap("plan")
         changed = False
-        metrics: dict[str, int] = {}
+        metrics: dict[str, int] | None = None  # set when this task ran the MERGE
         if done_before:
             log.info("run %s already merged into %s: target left unchanged", s.run_id, TARGET)
         elif expected_rows == 0:
@@ -216,7 +216,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         lap("merge")
         counts = counting.result()
         staged_rows = sum(c["rows"] for c in counts.values())
-        if metrics:
+        if metrics is not None:
             expected = sum(c["expires_active"] for c in counts.values())
             updated = metrics.get("num_updated_rows", 0)
             inserted = metrics.get("num_inserted_rows", 0)
