@@ -65,6 +65,10 @@ def max_heap() -> int:
     return int(heap().getMemoryMXBean().getHeapMemoryUsage().getMax())
 
 
+#: The tasks an update runs at once (both depend only on discover and identity).
+INGESTS = ("ingest_scd", "ingest_cg")
+
+
 @dataclass
 class Report:
     cases: dict[str, Case]
@@ -85,5 +89,9 @@ class Report:
                 if d:
                     parts = ", ".join(f"{k} {v:.2f}" for k, v in d["phases"].items())
                     out.append(f"    {task:<12} {d['seconds']:6.2f}s  ({parts})")
+            ingests = [c.best_detail[k]["seconds"] for k in INGESTS if k in c.best_detail]
+            if len(ingests) == len(INGESTS):
+                out.append(f"    (the ingests ran at once: {sum(ingests):.2f}s one after the "
+                           f"other, {max(ingests):.2f}s for the longer)")  # fmt: skip
         out += ["", *[r.line() for r in self.ratios]]
         return out
