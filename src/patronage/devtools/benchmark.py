@@ -212,6 +212,7 @@ class Bench:
                        pool.submit(task, "ingest_cg", ingest_cg.run)]  # fmt: skip
             for ingest in ingests:
                 ingest.result()
+        detail["ingests_seconds"] = time.perf_counter() - started
         task("merge", merge.run)
         return time.perf_counter() - started, detail
 
