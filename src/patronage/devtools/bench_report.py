@@ -65,10 +65,6 @@ def max_heap() -> int:
     return int(heap().getMemoryMXBean().getHeapMemoryUsage().getMax())
 
 
-#: The tasks an update runs at once (both depend only on discover and identity).
-INGESTS = ("ingest_scd", "ingest_cg")
-
-
 @dataclass
 class Report:
     cases: dict[str, Case]
@@ -92,7 +88,6 @@ class Report:
             both = c.best_detail.get("ingests_seconds")
             if both is not None:
                 # Each ingest's own seconds include the other's competition for the cores.
-                out.append(f"    ({' and '.join(INGESTS)} at once: {both:.2f}s until both were "
-                           "done)")  # fmt: skip
+                out.append(f"    (both ingests at once: {both:.2f}s until both were done)")
         out += ["", *[r.line() for r in self.ratios]]
         return out
