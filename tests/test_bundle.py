@@ -282,6 +282,25 @@ def test_the_runner_reads_the_pipeline_job_from_resources():
     assert ("patronage_pipeline.job.yml", runner.DEFAULT_JOB) in JOBS
 
 
+def _cluster_spark_conf(target: str) -> dict[str, str]:
+    """Every spark_conf entry of the target's job clusters (merged; they must agree)."""
+    conf: dict[str, str] = {}
+    for _, job_key in JOBS:
+        for cluster in _resolved_job(target, job_key).get("job_clusters") or []:
+            for key, value in ((cluster.get("new_cluster") or {}).get("spark_conf") or {}).items():
+                assert conf.setdefault(key, str(value)) == str(value), (target, key)
+    return conf
+
+
+def test_the_local_session_runs_with_the_job_clusters_spark_conf(spark):
+    # The bench measures the local session: it must be tuned as the cluster it stands for.
+    confs = {target: _cluster_spark_conf(target) for target in TARGETS}
+    assert any(confs.values()), "no target defines a job cluster with spark_conf"
+    for target, conf in confs.items():
+        for key, value in conf.items():
+            assert spark.conf.get(key, None) == value, f"{target}: {key}"
+
+
 # --------------------------------------------------------------------------
 # Negative tests: each checker reports a bad definition
 # --------------------------------------------------------------------------
