@@ -475,14 +475,11 @@ def test_a_file_is_read_in_splits_never_whole_on_the_driver(spark, tmp_path, sma
     files = [RunFile(good, "good.csv", None, TS[1], 1), RunFile(bad, "bad.csv", None, TS[2], 2)]
 
     reading = csv_files.read_files(spark, FileSystem(), files, ingest_scd.COLUMNS)
-    try:
-        assert reading.lines is not None and reading.lines.rdd.getNumPartitions() > 20
-        assert [a.file.file_name for a in reading.accepted] == ["good.csv"]
-        assert [reason for _, reason in reading.refused] == [
-            f"file {bad} rejected: cannot be decoded as UTF-8 (invalid byte on line 2501)"]
-        rows = {r["row_number"]: r["PTCPNT_ID"] for r in reading.rows.collect()}
-    finally:
-        reading.release()
+    assert reading.rows.rdd.getNumPartitions() > 20
+    assert [a.file.file_name for a in reading.accepted] == ["good.csv"]
+    assert [reason for _, reason in reading.refused] == [
+        f"file {bad} rejected: cannot be decoded as UTF-8 (invalid byte on line 2501)"]
+    rows = {r["row_number"]: r["PTCPNT_ID"] for r in reading.rows.collect()}
     assert len(rows) == 2999 and 1000 not in rows
     assert all(rows[n] == f"P{n:05d}" for n in rows)
     # The accepted file's lines (header and blank line too) bound its rows from above.

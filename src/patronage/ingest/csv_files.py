@@ -23,7 +23,6 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import reduce
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -110,19 +109,14 @@ def inspect_file(head: bytes, expected: Sequence[str]) -> tuple[tuple[str, ...],
 
 @dataclasses.dataclass
 class Reading:
-    """The run's files as read once by Spark: readable files, refused ones and parsed rows."""
+    """The run's files as read by Spark: readable files, refused ones and parsed rows."""
 
     accepted: list[AcceptedFile]
     refused: list[tuple[RunFile, str]]
     #: file_order, _path, _file_ts, row_number, fields, _extra, raw_row (see :func:`parse`).
     rows: DataFrame
-    lines: DataFrame | None = None
     #: Lines of the accepted files, header and blank lines included: at least their rows.
     line_count: int = 0
-
-    def release(self) -> None:
-        if self.lines is not None:
-            self.lines.unpersist()
 
 
 def _refuse(f: RunFile, problem: str) -> tuple[RunFile, str]:
@@ -135,16 +129,15 @@ def read_files(
     fs: fs_mod.FileSystem,
     files: Iterable[RunFile],
     columns: Sequence[str],
-    *,
-    cache: bool = True,
 ) -> Reading:
-    """Read the files once, in parallel, as lines: header from the first bytes, then Spark.
+    """Read the files in parallel, as lines: header from the first bytes, then Spark.
 
     Each file is split by Spark like any text file. A line's number is its split's
     offset (the line counts of the file's earlier splits) plus its position in the
     split; one small aggregate gives both the counts and the first line that is not
-    UTF-8, which refuses its whole file. With ``cache`` the lines are kept for the
-    parse (release with :meth:`Reading.release`), so each file is read once.
+    UTF-8, which refuses its whole file. The parse then reads the same splits
+    again: Spark scans the text faster than it fills a cache of its lines (the
+    stage caches the checked rows it builds from them).
     """
     heads: list[AcceptedFile] = []
     refused: list[tuple[RunFile, str]] = []
@@ -169,8 +162,6 @@ def read_files(
             for a in heads
         ],
     )
-    if cache:
-        lines = lines.persist(StorageLevel.MEMORY_AND_DISK)
     splits = (
         lines.groupBy(FILE_ORDER, _BLOCK)
         .agg(
@@ -200,7 +191,7 @@ def read_files(
             refused.append(_refuse(a.file, problem))
     rows = parse(spark, lines, offsets, accepted, columns)
     line_count = sum(seen.get(a.file.file_order, 0) for a in accepted)
-    return Reading(accepted, refused, rows, lines if cache else None, line_count)
+    return Reading(accepted, refused, rows, line_count)
 
 
 def parse(

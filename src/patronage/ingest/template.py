@@ -284,7 +284,6 @@ def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
     cached: list[DataFrame] = []
     checked = None
     versions = None
-    reading = None
     try:
         # Leaving the block waits for the state reads, so nothing is cached after
         # the ``finally`` below has released the task's frames.
@@ -321,8 +320,6 @@ def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
     finally:
         if checked is not None:
             checked.unpersist()
-        if reading is not None:
-            reading.release()
         if versions is not None:
             versions.unpersist()
         for df in cached:

@@ -237,8 +237,7 @@ def seed_rows(ctx: TaskContext, rebuild: bool) -> DataFrame | None:
     """SPEC §7.6: the checked seed rows, read first on a rebuild; an unusable seed fails."""
     if not rebuild:
         return None
-    # Read twice (counts, then rows) rather than cached: a small file, once per rebuild.
-    reading = csv.read_files(ctx.spark, ctx.fs, [seed_file(ctx)], SEED_COLUMNS, cache=False)
+    reading = csv.read_files(ctx.spark, ctx.fs, [seed_file(ctx)], SEED_COLUMNS)
     if reading.refused:
         reason = reading.refused[0][1]
         raise InputError(f"CG seed file (setting 'cg_seed_file') cannot be used: {reason}")
