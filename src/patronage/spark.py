@@ -89,8 +89,6 @@ def _build_local(state_dir: Path) -> SparkSession:
             "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
         )
         .config("spark.sql.session.timeZone", "UTC")
-        # As the job cluster's spark_conf in databricks.yml (a test keeps them equal).
-        .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
         .config("spark.sql.shuffle.partitions", os.environ.get("PATRONAGE_SHUFFLE_PARTITIONS", "2"))
         .config("spark.default.parallelism", "2")
         .config("spark.ui.enabled", "false")
