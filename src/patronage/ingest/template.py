@@ -55,7 +55,7 @@ class IngestInputs:
     """What a source's versions are computed from."""
 
     ctx: TaskContext
-    #: Rows that passed the row rules (csv columns + the stage's own columns).
+    #: Rows that passed the row rules: the spec's cached columns, else every column.
     valid: DataFrame
     #: The source's active rows in patronage_unified (none in rebuild: merge resets it).
     active: DataFrame
@@ -104,6 +104,10 @@ class IngestSpec:
     #: sources); they run beside the ledger and file reads. (ctx, rebuild, keep) ->
     #: ``IngestInputs.early``; ``keep`` caches a frame for the rest of the task.
     early: Callable[[TaskContext, bool, Callable[[DataFrame], DataFrame]], Any] | None = None
+    #: The checked rows' columns the versions read, besides file_order, row_number and
+    #: ``_reason``: only these are cached. None caches every column. The rest (raw_row,
+    #: the rule text, the file's path) is read again from the files for the rejects only.
+    cached_columns: tuple[str, ...] | None = None
 
 
 def target_active(tables: t.Tables, batch: str, rebuild: bool) -> DataFrame:
@@ -155,10 +159,14 @@ def finish(
     accepted: Sequence[csv.AcceptedFile],
     refused: Sequence[tuple[RunFile, str]],
     checked: DataFrame,
+    kept: DataFrame,
     versions: DataFrame,
     phases: Phases,
 ) -> dict[str, Any]:
     """Count, replace the run's staging and rejects, record ledger events, return values.
+
+    ``checked``: every column of the checked rows; ``kept``: the cached columns of
+    them (see :attr:`IngestSpec.cached_columns`), which the counts read.
 
     ``valid_rows`` counts rows that passed the row rules; ``rejected_rows`` counts
     every reject of the file, including changes whose identity stayed unresolved.
@@ -172,11 +180,15 @@ def finish(
     ctx.staging.replace_for_run(spec.source, s.run_id, staged)
     phases.lap("validate+versions+write staging")
     crash_point(CrashPoint(f"ingest_{spec.source.lower()}.after_staging"))
-    counts = count_rows(checked, versions)
+    counts = count_rows(kept, versions)
     phases.lap("count")
-    rejects = reject_rows(
-        checked.where(F.col(REASON).isNotNull()), s.run_id, spec.source, F.col(REASON), F.col(RULE)
+    rule_rejects = any(
+        k.startswith("reject:") and k != _UNRESOLVED for c in counts.values() for k in c
     )
+    # Without a rule reject, the files are not read again for none: the empty
+    # frame still replaces what an earlier attempt of the run wrote.
+    bad = checked.where(F.col(REASON).isNotNull() if rule_rejects else F.lit(False))
+    rejects = reject_rows(bad, s.run_id, spec.source, F.col(REASON), F.col(RULE))
     if spec.unresolved_rejects is not None and any(_UNRESOLVED in c for c in counts.values()):
         rejects = rejects.unionByName(spec.unresolved_rejects(versions, checked, s.run_id))
     ctx.rejects.replace_for_run(s.run_id, spec.source, rejects.drop(csv.FILE_ORDER))
@@ -282,7 +294,7 @@ def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
     phases = Phases(ctx.task_key)
     rebuild = s.processing_mode == "rebuild"
     cached: list[DataFrame] = []
-    checked = None
+    kept = None
     versions = None
     try:
         # Leaving the block waits for the state reads, so nothing is cached after
@@ -302,11 +314,16 @@ def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
             extra = spec.extra_rows(ctx, rebuild)
             if extra is not None:
                 checked = extra.unionByName(checked)
-            checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+            kept = checked
+            if spec.cached_columns is not None:
+                kept = checked.select(csv.FILE_ORDER, csv.ROW_NUMBER, REASON, *spec.cached_columns)
+            kept = kept.persist(StorageLevel.MEMORY_AND_DISK)
+            if spec.cached_columns is None:
+                checked = kept
             active, lookup, early = state.result()
             inputs = IngestInputs(
                 ctx=ctx,
-                valid=checked.where(F.col(REASON).isNull()),
+                valid=kept.where(F.col(REASON).isNull()),
                 active=active,
                 lookup=lookup,
                 files=csv.files_frame(ctx.spark, [a.file for a in accepted]),
@@ -316,10 +333,10 @@ def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
                 cached=cached,
             )
             versions = spec.versions(inputs).persist(StorageLevel.MEMORY_AND_DISK)
-            return finish(ctx, spec, accepted, refused, checked, versions, phases)
+            return finish(ctx, spec, accepted, refused, checked, kept, versions, phases)
     finally:
-        if checked is not None:
-            checked.unpersist()
+        if kept is not None:
+            kept.unpersist()
         if versions is not None:
             versions.unpersist()
         for df in cached:

@@ -355,6 +355,7 @@ SPEC = IngestSpec(
     versions=versions,
     unresolved_rejects=unresolved_rejects,
     early=pt_y_participants,
+    cached_columns=(PID, PCT, PCT_NUM, DATE),
 )
 
 
