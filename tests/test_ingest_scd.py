@@ -511,6 +511,18 @@ def test_run_keys_trust_a_bound_within_the_limit_and_count_the_keys_otherwise(sp
 
 
 @pytest.mark.spark
+def test_narrowing_keeps_every_row_of_the_days_keys_and_no_row_without_a_key(spark):
+    from patronage.ingest import row_rules as rr
+
+    table = spark.createDataFrame(
+        [("a", 1), ("a", 2), ("b", 3), ("c", 4), (None, 5), ("", 6)], "k STRING, v INT"
+    )
+    keys = spark.createDataFrame([("a",), ("c",), ("z",)], "k STRING")
+    narrowed = rr.narrow_to(table, keys, "k")
+    assert sorted(tuple(r) for r in narrowed.collect()) == [("a", 1), ("a", 2), ("c", 4)]
+
+
+@pytest.mark.spark
 def test_scd_unresolved_rejects_keep_the_line_or_the_pt_row_that_caused_them(spark):
     # SPEC 6.8: only the rows whose change stayed without ICN; a file row keeps
     # its own line as raw_row, a PT-driven change the PT source row (a Y).

@@ -28,6 +28,7 @@ Rule = tuple[Column, RejectReason, str]
 #: Most keys a run may have for the large tables to be narrowed by broadcast;
 #: a run with more (a re-delivered population) joins them by shuffle instead.
 NARROW_MAX_KEYS = 1_000_000
+_KEY_HASH = "_key_hash"
 
 
 def run_keys(
@@ -53,8 +54,18 @@ def narrow_to(table: DataFrame, keys: DataFrame, column: str) -> DataFrame:
     the day's few keys, not the whole population. Not cached: each stage has one
     reader of the result (the frame it builds from it is the one it keeps), and
     a cache would only cost a second copy of the rows.
+
+    The semi-join compares a 64-bit hash of the key, not the key: Spark probes
+    a long key in a much cheaper map than a string, and every row of the large
+    table is probed. A collision only lets a row of another key through, which
+    the join after it drops, as that join compares the keys themselves.
     """
-    return F.broadcast(table.join(F.broadcast(keys), column, "left_semi"))
+    hashed = keys.select(F.xxhash64(column).alias(_KEY_HASH))
+    return F.broadcast(
+        table.where(F.col(column).isNotNull()).join(
+            F.broadcast(hashed), F.xxhash64(F.col(column)) == F.col(_KEY_HASH), "left_semi"
+        )
+    )
 
 
 def narrower(
