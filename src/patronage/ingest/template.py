@@ -314,12 +314,12 @@ def run_ingest(ctx: TaskContext, spec: IngestSpec) -> dict[str, Any]:
             extra = spec.extra_rows(ctx, rebuild)
             if extra is not None:
                 checked = extra.unionByName(checked)
-            kept = checked
-            if spec.cached_columns is not None:
-                kept = checked.select(csv.FILE_ORDER, csv.ROW_NUMBER, REASON, *spec.cached_columns)
-            kept = kept.persist(StorageLevel.MEMORY_AND_DISK)
             if spec.cached_columns is None:
-                checked = kept
+                checked = kept = checked.persist(StorageLevel.MEMORY_AND_DISK)
+            else:
+                kept = checked.select(
+                    csv.FILE_ORDER, csv.ROW_NUMBER, REASON, *spec.cached_columns
+                ).persist(StorageLevel.MEMORY_AND_DISK)
             active, lookup, early = state.result()
             inputs = IngestInputs(
                 ctx=ctx,
