@@ -12,11 +12,10 @@ builder. The bookkeeping tables are reached through
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import shutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
@@ -192,23 +191,6 @@ COMPACT_EXCESS_FILES = 50
 COMPACT_FILE_BYTES = 128 * 1024 * 1024
 
 
-class Layout(NamedTuple):
-    """A Delta table's data files in one version, and that version's commit time."""
-
-    files: int
-    bytes: int
-    modified: dt.datetime | None = None
-
-
-class Commit(NamedTuple):
-    """One entry of a Delta table's history."""
-
-    version: int
-    timestamp: dt.datetime | None
-    user_metadata: str | None
-    metrics: dict[str, str]
-
-
 @dataclass(frozen=True)
 class TableSpec:
     schema: T.StructType
@@ -320,18 +302,11 @@ class Tables:
                 raise
         log.info("created table %s", name)
 
-    @property
-    def local(self) -> bool:
-        """True on local Spark, where nothing compacts the tables but the job itself."""
-        return self._local
-
-    def read(self, name: str, version: int | None = None) -> DataFrame:
-        """The table's contents (at ``version``, else current); empty if it does not exist."""
+    def read(self, name: str) -> DataFrame:
+        """The table's current contents; empty with its declared schema if it does not exist."""
         if not self.exists(name):
             return self.spark.createDataFrame([], SPECS[name].schema)
-        if version is None:
-            return self.spark.table(self.fqn(name))
-        return self.spark.read.option("versionAsOf", version).table(self.fqn(name))
+        return self.spark.table(self.fqn(name))
 
     def delta(self, name: str) -> DeltaTable:
         """The table for DeltaTable operations (created first: callers write to it)."""
@@ -360,27 +335,19 @@ class Tables:
             rows=df.select(*SPECS[name].schema.fieldNames()),
         )
 
-    def layout(self, name: str) -> Layout:
-        """Data files and their bytes in the table's current version (``DESCRIBE DETAIL``)."""
-        detail = self.delta(name).detail().select("numFiles", "sizeInBytes", "lastModified")
-        row = detail.first()
-        assert row is not None
-        return Layout(int(row["numFiles"] or 0), int(row["sizeInBytes"] or 0), row["lastModified"])
-
-    def compact_if_fragmented(self, name: str, layout: Layout | None = None) -> bool:
+    def compact_if_fragmented(self, name: str) -> bool:
         """Locally, OPTIMIZE once small files have piled up; True when it ran.
 
         A daily MERGE adds a few small files; compacting after each one would put
         a rewrite of the table on the critical path for nothing. On Databricks the
         job never compacts: predictive optimization (Unity Catalog managed tables)
         or the workspace's maintenance does it off the critical path.
-
-        ``layout``: the table's files as the caller already knows them (merge adds
-        its commit's metrics to what it read before); read here when not given.
         """
         if not self._local or not self.exists(name):
             return False
-        files, size, _ = layout or self.layout(name)
+        detail = self.delta(name).detail().select("numFiles", "sizeInBytes").first()
+        assert detail is not None
+        files, size = int(detail["numFiles"] or 0), int(detail["sizeInBytes"] or 0)
         needed = -(-size // COMPACT_FILE_BYTES) + 4  # + one per partition
         if files - needed < COMPACT_EXCESS_FILES:
             return False
@@ -413,20 +380,6 @@ class Tables:
             .collect()
         )
         return dict(rows[0]["operationMetrics"] or {}) if rows else None
-
-    def last_commit(self, name: str) -> Commit:
-        """The table's newest commit: its version, userMetadata and operationMetrics."""
-        rows = (
-            self.delta(name).history(1)
-            .select("version", "timestamp", "userMetadata", "operationMetrics")
-            .collect()
-        )  # fmt: skip
-        if not rows:
-            return Commit(-1, None, None, {})
-        r = rows[0]
-        return Commit(
-            int(r["version"]), r["timestamp"], r["userMetadata"], dict(r["operationMetrics"] or {})
-        )
 
     def version(self, name: str) -> int:
         """Current Delta table version (-1 when the table does not exist)."""
