@@ -11,7 +11,7 @@ import datetime as dt
 import pytest
 from pyspark.sql import functions as F
 
-from patronage import scd2
+from patronage import delta_log, scd2
 from patronage import tables as t
 from patronage.repositories import ledger
 from patronage.repositories.staging import Staging
@@ -416,3 +416,60 @@ def test_published_staged_rows_need_both_ingests_to_have_succeeded():
     assert merge.published_staged_rows({"ingest_scd": ok}) is None
     failed = {**ok, STATUS_VALUE: "FAILED"}
     assert merge.published_staged_rows({"ingest_scd": ok, "ingest_cg": failed}) is None
+
+
+def test_active_rows_after_a_merge_gain_inserted_versions_and_lose_expired_ones():
+    counts = {
+        "SCD": {"rows": 5, "new": 2, "updated": 3, "expired": 4, "expires_active": 3},
+        "CG": {"rows": 1, "new": 1, "updated": 0, "expired": 0, "expires_active": 0},
+    }
+    # SCD: 3 active rows expired, 5 inserted of which 1 intermediate (inserted expired).
+    assert merge.active_after({"SCD": 10}, counts) == {"SCD": 11, "CG": 1}
+    assert merge.layout_after(
+        delta_log.Layout(7, 1000),
+        {"numTargetFilesAdded": "3", "numTargetFilesRemoved": "2", "numTargetBytesAdded": "90",
+         "numTargetBytesRemoved": "40"},
+    ) == delta_log.Layout(8, 1050)  # fmt: skip
+
+
+def test_active_rows_are_counted_again_when_another_commit_came_before_the_merge(
+    tables, monkeypatch
+):
+    put_target(tables, [scd("P1", icn="1000000001", ts_=TS0)])
+    stage(
+        tables,
+        "r1",
+        [(1, scd("P1", icn="1000000001", pct="100", ts_=ts(3), status="Updated Record"))],
+    )
+    apply = merge.apply_merge
+
+    def someone_else_commits_first(*args, **kwargs):
+        put_target(tables, [scd("P9", icn="1000000009", ts_=TS0)])
+        return apply(*args, **kwargs)
+
+    monkeypatch.setattr(merge, "apply_merge", someone_else_commits_first)
+
+    values = run_merge(tables, "r1")
+
+    active = tables.read(t.PATRONAGE_UNIFIED).where(F.col("RecordStatus")).count()
+    assert active == 2 and values["active_scd"] == 2
+    assert values["target_version"] == tables.version(t.PATRONAGE_UNIFIED)
+
+
+def test_merge_compacts_the_target_locally_only_past_the_threshold(tables, monkeypatch):
+    put_target(tables, [scd("P1", icn="1000000001", ts_=TS0)])
+    stage(tables, "r1", [(1, scd("P2", icn="1000000002", ts_=ts(3)))])
+    stage(tables, "r2", [(1, scd("P3", icn="1000000003", ts_=ts(4)))])
+
+    def last_operation() -> str:
+        return tables.delta(t.PATRONAGE_UNIFIED).history(1).first()["operation"]
+
+    values = run_merge(tables, "r1")
+    assert last_operation() == "MERGE"  # a few files: nothing to compact
+
+    monkeypatch.setattr(delta_log, "COMPACT_EXCESS_FILES", -100)  # any layout is past it
+    values = run_merge(tables, "r2")
+
+    assert last_operation() == "OPTIMIZE"
+    assert values["target_version"] == tables.version(t.PATRONAGE_UNIFIED)
+    assert tables.read(t.PATRONAGE_UNIFIED).where(F.col("RecordStatus")).count() == 3

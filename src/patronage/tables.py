@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from patronage import spark as spark_mod
@@ -186,11 +185,6 @@ TASK_VALUES_SCHEMA = _schema(
 )
 
 
-#: Local compaction threshold: files beyond what the table's size needs.
-COMPACT_EXCESS_FILES = 50
-COMPACT_FILE_BYTES = 128 * 1024 * 1024
-
-
 @dataclass(frozen=True)
 class TableSpec:
     schema: T.StructType
@@ -302,11 +296,18 @@ class Tables:
                 raise
         log.info("created table %s", name)
 
-    def read(self, name: str) -> DataFrame:
-        """The table's current contents; empty with its declared schema if it does not exist."""
+    @property
+    def local(self) -> bool:
+        """True on local Spark, where nothing compacts the tables but the job itself."""
+        return self._local
+
+    def read(self, name: str, version: int | None = None) -> DataFrame:
+        """The table's contents (at ``version``, else current); empty if it does not exist."""
         if not self.exists(name):
             return self.spark.createDataFrame([], SPECS[name].schema)
-        return self.spark.table(self.fqn(name))
+        if version is None:
+            return self.spark.table(self.fqn(name))
+        return self.spark.read.option("versionAsOf", version).table(self.fqn(name))
 
     def delta(self, name: str) -> DeltaTable:
         """The table for DeltaTable operations (created first: callers write to it)."""
@@ -335,26 +336,6 @@ class Tables:
             rows=df.select(*SPECS[name].schema.fieldNames()),
         )
 
-    def compact_if_fragmented(self, name: str) -> bool:
-        """Locally, OPTIMIZE once small files have piled up; True when it ran.
-
-        A daily MERGE adds a few small files; compacting after each one would put
-        a rewrite of the table on the critical path for nothing. On Databricks the
-        job never compacts: predictive optimization (Unity Catalog managed tables)
-        or the workspace's maintenance does it off the critical path.
-        """
-        if not self._local or not self.exists(name):
-            return False
-        detail = self.delta(name).detail().select("numFiles", "sizeInBytes").first()
-        assert detail is not None
-        files, size = int(detail["numFiles"] or 0), int(detail["sizeInBytes"] or 0)
-        needed = -(-size // COMPACT_FILE_BYTES) + 4  # + one per partition
-        if files - needed < COMPACT_EXCESS_FILES:
-            return False
-        self.spark.sql(f"OPTIMIZE {self.fqn(name)}")
-        log.info("compacted %s: %d files for %d bytes", name, files, size)
-        return True
-
     def drop(self, name: str) -> None:
         """Drop the table and its files (destructive: callers confirm first)."""
         location = self.location(name)
@@ -362,24 +343,6 @@ class Tables:
         if location is not None:
             shutil.rmtree(location, ignore_errors=True)
         log.warning("dropped table %s", name)
-
-    def marked_commit(self, name: str, marker: str) -> dict[str, str] | None:
-        """operationMetrics of the newest commit whose userMetadata is ``marker``, or None.
-
-        Stages tag the commits a repair must recognise (a run's MERGE, its backfill).
-        """
-        if not self.exists(name):
-            return None
-        rows = (
-            self.delta(name)
-            .history()
-            .where(F.col("userMetadata") == marker)
-            .orderBy(F.desc("version"))
-            .select("operationMetrics")
-            .limit(1)
-            .collect()
-        )
-        return dict(rows[0]["operationMetrics"] or {}) if rows else None
 
     def version(self, name: str) -> int:
         """Current Delta table version (-1 when the table does not exist)."""

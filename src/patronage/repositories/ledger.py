@@ -273,11 +273,24 @@ class FileLedger:
             latest[r["path"]] = r
         return list(latest.values())
 
-    def mark_merged(self, run_id: str, mode: str) -> int:
+    def ingested_by(self, run_id: str) -> list[Row]:
         """This run's ingested files whose latest event is still that ``ingested`` event."""
-        latest = self.latest()
-        mine = latest.where(
+        return self.latest().where(
             (F.col("status") == str(LedgerStatus.INGESTED)) & (F.col("run_id") == run_id)
+        ).collect()
+
+    def mark_merged(self, run_id: str, mode: str, ingested: list[Row] | None = None) -> int:
+        """Record ``merged`` for the run's ingested files; returns how many.
+
+        ``ingested``: what :meth:`ingested_by` returned, when the caller read it
+        ahead (merge reads it beside its MERGE, and records after the commit).
+        """
+        rows = self.ingested_by(run_id) if ingested is None else ingested
+        if not rows:
+            return 0
+        names = t.LEDGER_SCHEMA.fieldNames()
+        mine = self.tables.spark.createDataFrame(
+            [tuple(r[n] for n in names) for r in rows], t.LEDGER_SCHEMA
         )
         return self.append(restamped(mine, LedgerStatus.MERGED, run_id, mode, None))
 

@@ -25,7 +25,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from patronage import config
+from patronage import config, delta_log
 from patronage import dmdc_format as fmt
 from patronage import tables as t
 from patronage.faults import CrashPoint, crash_point
@@ -85,7 +85,8 @@ def backfill_marker(run_id: str) -> str:
 
 def earlier_backfill(ctx: TaskContext) -> int | None:
     """Rows updated by this run's backfill MERGE when the target's history holds it."""
-    commit = ctx.tables.marked_commit(t.PATRONAGE_UNIFIED, backfill_marker(ctx.settings.run_id))
+    marker = backfill_marker(ctx.settings.run_id)
+    commit = delta_log.marked_commit(ctx.tables, t.PATRONAGE_UNIFIED, marker)
     return None if commit is None else int(commit.get("numTargetRowsUpdated") or 0)
 
 

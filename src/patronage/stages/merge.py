@@ -13,10 +13,10 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
-from patronage import scd2
+from patronage import delta_log, scd2
 from patronage import tables as t
 from patronage.errors import RebuildNotConfirmed
 from patronage.faults import CrashPoint, crash_point
@@ -58,7 +58,7 @@ def merge_marker(run_id: str) -> str:
 
 def already_merged(tables: t.Tables, run_id: str) -> bool:
     """True when the target's history holds this run's MERGE commit."""
-    return tables.marked_commit(TARGET, merge_marker(run_id)) is not None
+    return delta_log.marked_commit(tables, TARGET, merge_marker(run_id)) is not None
 
 
 def check_rebuild_confirmed(processing_mode: str, confirm_rebuild: str) -> None:
@@ -154,11 +154,11 @@ def plan_counts(planned: DataFrame) -> dict[str, dict[str, int]]:
     }
 
 
-def active_counts(tables: t.Tables) -> dict[str, int]:
+def active_counts(tables: t.Tables, version: int | None = None) -> dict[str, int]:
     """Active rows per Batch_CD; the RecordStatus partition filter leaves the history unread."""
     return {
         r["Batch_CD"]: int(r["n"])
-        for r in tables.read(TARGET)
+        for r in tables.read(TARGET, version)
         .where(F.col("RecordStatus"))
         .groupBy("Batch_CD")
         .agg(F.count(F.lit(1)).alias("n"))
@@ -166,8 +166,45 @@ def active_counts(tables: t.Tables) -> dict[str, int]:
     }
 
 
-def mark_merged(ctx: TaskContext, run_id: str, mode: str) -> int:
-    merged_files = ctx.ledger.mark_merged(run_id, mode)
+def active_after(before: dict[str, int], counts: dict[str, dict[str, int]]) -> dict[str, int]:
+    """Active rows per Batch_CD after a MERGE that applied ``counts`` to ``before``.
+
+    Every version is inserted and every expire hits one active row: a source
+    gains its inserted rows and loses the expired ones (intermediate versions
+    are inserted already expired; ``expires_active`` rows were active before).
+    """
+    out = dict(before)
+    for batch, c in counts.items():
+        out[batch] = out.get(batch, 0) + c["rows"] - c["expired"]
+    return out
+
+
+def layout_after(before: delta_log.Layout, metrics: dict[str, str]) -> delta_log.Layout:
+    """The target's files after a MERGE, from its files before and the commit's metrics."""
+
+    def n(key: str) -> int:
+        return int(metrics.get(key) or 0)
+
+    return delta_log.Layout(
+        before.files + n("numTargetFilesAdded") - n("numTargetFilesRemoved"),
+        before.bytes + n("numTargetBytesAdded") - n("numTargetBytesRemoved"),
+    )
+
+
+def layout_before(tables: t.Tables, before: delta_log.Commit) -> delta_log.Layout | None:
+    """The target's files in the version ``before`` (read beside the MERGE), or None.
+
+    ``DESCRIBE DETAIL`` reads the current version; it is that of ``before``
+    only when its commit time is ``before``'s. Only compaction reads it, locally.
+    """
+    if not tables.local:
+        return None
+    layout = delta_log.layout(tables, TARGET)
+    return layout if layout.modified == before.timestamp else None
+
+
+def mark_merged(ctx: TaskContext, run_id: str, mode: str, ingested: list[Row]) -> int:
+    merged_files = ctx.ledger.mark_merged(run_id, mode, ingested)
     crash_point(CrashPoint.MERGE_AFTER_LEDGER)
     return merged_files
 
@@ -180,12 +217,14 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     phases = Phases(ctx.task_key)
     lap = phases.lap
 
-    # The bookkeeping reads and writes other tables than the MERGE, or only read
-    # the target: they run beside the MERGE and beside each other, so the task
-    # waits for Delta's commits and Spark's jobs once, not one after the other.
-    # Nothing runs beside the MERGE's commit that commits itself (its marker is
-    # a session setting).
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="merge") as pool:
+    # The bookkeeping reads other tables than the MERGE, or the target as it was
+    # before it: it runs beside the MERGE, so the task waits for Delta's commits
+    # and Spark's jobs once, not one after the other. After the MERGE only the
+    # ledger's commit is left, and one history read that confirms the MERGE's
+    # commit is the next one (merge is the target's only writer; when another
+    # commit came between, what the MERGE changed is read again). Nothing runs
+    # beside the MERGE's commit that commits itself (its marker is a session setting).
+    with ThreadPoolExecutor(max_workers=5, thread_name_prefix="merge") as pool:
         reading = pool.submit(run_values, ctx)
         done_before = already_merged(tables, s.run_id)
         superseded = 0
@@ -193,6 +232,10 @@ def run(ctx: TaskContext) -> dict[str, Any]:
             superseded = reset_target(ctx, s.run_id, mode)
         # Merge owns the target: it exists after every merge, even one with nothing to apply.
         tables.ensure(TARGET)
+        before = delta_log.last_commit(tables, TARGET)
+        layout_of = pool.submit(layout_before, tables, before)
+        ingested = pool.submit(ctx.ledger.ingested_by, s.run_id)
+        active_before = pool.submit(active_counts, tables, before.version)
         lap("check")
         # Not cached: the MERGE materializes its source itself, and a source read from
         # a cache is sized by its in-memory bytes, so the MERGE shuffles the whole active
@@ -204,7 +247,6 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         if not expected_rows:  # unknown, or none to apply: staging decides
             expected_rows = sum(c["rows"] for c in counting.result().values())
         lap("plan")
-        changed = False
         metrics: dict[str, int] | None = None  # set when this task ran the MERGE
         if done_before:
             log.info("run %s already merged into %s: target left unchanged", s.run_id, TARGET)
@@ -214,12 +256,20 @@ def run(ctx: TaskContext) -> dict[str, Any]:
             metrics = apply_merge(tables, planned, s.run_id, expected_rows)
             crash_point(CrashPoint.MERGE_AFTER_COMMIT)
         lap("merge")
+        marking = pool.submit(mark_merged, ctx, s.run_id, mode, ingested.result())
         counts = counting.result()
         staged_rows = sum(c["rows"] for c in counts.values())
+        active = active_before.result()
+        after = before
         if metrics is not None:
             expected = sum(c["expires_active"] for c in counts.values())
             updated = metrics.get("num_updated_rows", 0)
             inserted = metrics.get("num_inserted_rows", 0)
+            after = delta_log.last_commit(tables, TARGET)
+            next_commit = (
+                after.version == before.version + 1
+                and after.user_metadata == merge_marker(s.run_id)
+            )
             if updated != expected or inserted != staged_rows:
                 # Ingest said otherwise about which keys were active: the MERGE
                 # still kept one active row per key; flag the difference loudly.
@@ -230,16 +280,18 @@ def run(ctx: TaskContext) -> dict[str, Any]:
                     inserted,
                     staged_rows,
                 )
-            changed = updated + inserted > 0
+            layout = layout_of.result()
+            if next_commit and updated == expected and inserted == staged_rows:
+                active = active_after(active, counts)
+                layout = layout_after(layout, after.metrics) if layout is not None else None
+            else:
+                active, layout = active_counts(tables), None
             log.info("merged run %s: %d rows inserted, %d expired", s.run_id, inserted, updated)
-        if changed:
-            tables.compact_if_fragmented(TARGET)
-        lap("compact")
-
-        marking = pool.submit(mark_merged, ctx, s.run_id, mode)
-        active = active_counts(tables)
+            if updated + inserted > 0 and delta_log.compact_if_fragmented(tables, TARGET, layout):
+                after = delta_log.last_commit(tables, TARGET)
+        lap("counts+compact")
         merged_files = marking.result()
-        lap("ledger+counts")
+        lap("ledger")
     values: dict[str, Any] = {}
     for source in SOURCES:
         low = source.lower()
@@ -251,7 +303,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     phases.done()
     values.update(
         staged_rows=staged_rows,
-        target_version=tables.version(TARGET),
+        target_version=after.version,
         merged=not done_before,
         superseded_files=superseded,
         merged_files=merged_files,
